@@ -1,0 +1,93 @@
+"""Finds the database the way every entry point does: flag, environment, settings, default.
+
+Order: an explicit `--db`; an explicit `--settings` file; `DAYCARE_DB_URL` (a path or a
+Tortoise URL); `~/.daycare/settings.json` when it exists; `~/.daycare/daycare.db`.
+In a settings file, `engine.dbPath` wins over `engine.dataDir`/daycare.db, like the legacy
+`configResolve`; relative paths resolve against the working directory, as they did there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from daycare.storage.errors import StorageError
+
+DB_URL_VARIABLE = "DAYCARE_DB_URL"
+DB_FILE_NAME = "daycare.db"
+
+
+def daycare_home() -> Path:
+    """The default data folder, `~/.daycare`."""
+    return Path("~/.daycare").expanduser()
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the database is and where that choice came from (for messages)."""
+
+    db_location: str
+    data_dir: Path
+    source: str
+
+
+def config_load(
+    db: str | None = None,
+    settings: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Resolves the database location; raises StorageError for an unreadable settings file."""
+    environ = os.environ if environ is None else environ
+    if db:
+        return Config(db, _data_dir_of(db), "--db")
+    if settings is not None:
+        return _settings_config(Path(settings).expanduser(), required=True)
+    env_value = environ.get(DB_URL_VARIABLE, "").strip()
+    if env_value:
+        return Config(env_value, _data_dir_of(env_value), DB_URL_VARIABLE)
+    default_settings = daycare_home() / "settings.json"
+    if default_settings.exists():
+        return _settings_config(default_settings, required=False)
+    home = daycare_home()
+    return Config(str(home / DB_FILE_NAME), home, "default")
+
+
+def _data_dir_of(location: str) -> Path:
+    if "://" in location:
+        return daycare_home()
+    return Path(location).expanduser().resolve().parent
+
+
+def _settings_config(path: Path, required: bool) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise StorageError(f"Settings file not found: {path}", "Pass an existing file to --settings.") from None
+        text = "{}"
+    except OSError as exc:
+        raise StorageError(f"Cannot read settings file {path}: {exc.strerror}") from None
+    try:
+        settings = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise StorageError(
+            f"Settings file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}).",
+            "Fix the file, or pass the database directly with --db.",
+        ) from None
+    engine = settings.get("engine") if isinstance(settings, dict) else None
+    engine = engine if isinstance(engine, dict) else {}
+    data_dir = _setting_path(engine, "dataDir", path) or daycare_home()
+    db_path = _setting_path(engine, "dbPath", path) or data_dir / DB_FILE_NAME
+    return Config(str(db_path), data_dir, str(path))
+
+
+def _setting_path(engine: dict[str, object], key: str, settings_path: Path) -> Path | None:
+    value = engine.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise StorageError(f"Settings file {settings_path}: engine.{key} must be a non-empty string.")
+    return Path(value).expanduser().resolve()

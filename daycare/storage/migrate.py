@@ -1,0 +1,53 @@
+"""Brings a database up to date: the one decision shared by `daycare upgrade` and engine start."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from daycare.storage.adoption import adoption_check
+from daycare.storage.backup import database_backup
+from daycare.storage.database import Database
+from daycare.storage.executor import migration_apply
+from daycare.storage.inspection import FileKind, FileState, file_inspect
+from daycare.storage.loader import migrations_load
+
+log = logging.getLogger("daycare.storage")
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    """What a file is and which migrations it has and lacks."""
+
+    state: FileState
+    applied: tuple[str, ...]
+    pending: tuple[str, ...]
+
+
+async def database_status(db: Database) -> DatabaseStatus:
+    """Reads the file's kind and its applied and pending migrations, changing nothing."""
+    state = await file_inspect(db.connection())
+    known = [migration.version for migration in migrations_load()]
+    pending = tuple(version for version in known if version not in state.versions)
+    return DatabaseStatus(state, state.versions, pending)
+
+
+async def database_migrate(db: Database, *, backup: bool = True, notify: Callable[[str], None] = log.info) -> list[str]:
+    """Checks the file, backs it up, then applies each pending migration atomically; returns them.
+
+    A file that cannot be adopted raises DatabaseRefused before anything is written.
+    """
+    conn = db.connection()
+    state = await file_inspect(conn)
+    migrations = migrations_load()
+    await adoption_check(conn, state, migrations)
+    pending = [migration for migration in migrations if migration.version not in state.versions]
+    if not pending:
+        return []
+    if backup and db.path is not None and state.kind is not FileKind.FRESH:
+        notify(f"Backup written to {await database_backup(db)}")
+    for migration in pending:
+        await migration_apply(db, migration)
+        notify(f"Applied {migration.version}")
+    return [migration.version for migration in pending]

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Sets up `.venv` and runs the engine or the whole test suite.
+
+    python3 dev.py start   # the engine on the default database (~/.daycare/daycare.db)
+    python3 dev.py test    # ruff, mypy on daycare/, then pytest
+
+Extra arguments go to `daycare start` or to pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def environment_ensure() -> None:
+    """Creates the virtualenv and installs the package with its test tools when pyproject changes."""
+    if not (BIN / "python").exists():
+        venv.create(VENV, with_pip=True)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = VENV / ".installed"
+    if not stamp.exists() or stamp.read_text() != digest:
+        subprocess.run([BIN / "python", "-m", "pip", "install", "-q", "-e", f"{ROOT}[test]"], check=True)
+        stamp.write_text(digest)
+
+
+def run(*command: str | Path) -> None:
+    result = subprocess.run([str(part) for part in command], cwd=ROOT)
+    if result.returncode:
+        sys.exit(result.returncode)
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in ("start", "test"):
+        sys.exit(__doc__)
+    environment_ensure()
+    if argv[0] == "start":
+        os.execv(BIN / "daycare", [str(BIN / "daycare"), "start", *argv[1:]])
+    run(BIN / "ruff", "check", ".")
+    run(BIN / "ruff", "format", "--check", ".")
+    run(BIN / "mypy", "daycare")
+    run(BIN / "pytest", "-q", *argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
