@@ -1,0 +1,60 @@
+"""Shared fixtures: real SQLite files in temp folders, and copies of the legacy fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daycare.storage.database import Database, database_close, database_open
+from daycare.storage.migrate import database_migrate
+from daycare.storage.storage import Storage
+
+ROOT = Path(__file__).resolve().parents[1]
+LEGACY_DIR = Path(os.environ.get("DAYCARE_LEGACY_DIR", ROOT.parent / "shared" / "legacy"))
+
+
+def legacy_path(name: str) -> Path:
+    """A file of ../shared/legacy (read-only: copy it before opening)."""
+    path = LEGACY_DIR / name
+    if not path.exists():
+        raise FileNotFoundError(f"legacy fixture {path} is missing; set DAYCARE_LEGACY_DIR to the legacy folder")
+    return path
+
+
+def legacy_dump(name: str) -> dict[str, Any]:
+    """The row dump (`<name>.json`) of a legacy fixture."""
+    return json.loads(legacy_path(name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def legacy_copy(tmp_path: Path) -> Callable[[str], Path]:
+    """Copies a legacy .db fixture into the test's temp folder and returns the copy's path."""
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copyfile(legacy_path(name), target)
+        target.chmod(0o600)
+        return target
+
+    return copy
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A new database file, migrated (baseline: legacy schema plus the bootstrap owner)."""
+    database = await database_open(tmp_path / "daycare.db")
+    await database_migrate(database)
+    yield database
+    await database_close(database)
+
+
+@pytest.fixture
+def storage(db: Database) -> Storage:
+    """The Storage facade on the `db` fixture."""
+    return Storage.from_database(db)
