@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from daycare.storage.adoption import adoption_check
@@ -11,7 +11,7 @@ from daycare.storage.backup import database_backup
 from daycare.storage.database import Database
 from daycare.storage.executor import migration_apply
 from daycare.storage.inspection import FileKind, FileState, file_inspect
-from daycare.storage.loader import migrations_load
+from daycare.storage.loader import MigrationFile, migrations_load
 
 log = logging.getLogger("daycare.storage")
 
@@ -33,20 +33,29 @@ async def database_status(db: Database) -> DatabaseStatus:
     return DatabaseStatus(state, state.versions, pending)
 
 
-async def database_migrate(db: Database, *, backup: bool = True, notify: Callable[[str], None] = log.info) -> list[str]:
+async def database_migrate(
+    db: Database,
+    *,
+    backup: bool = True,
+    notify: Callable[[str], None] = log.info,
+    migrations: Sequence[MigrationFile] | None = None,
+) -> list[str]:
     """Checks the file, backs it up, then applies each pending migration atomically; returns them.
 
     A file that cannot be adopted raises DatabaseRefused before anything is written.
+    `migrations` defaults to the files in migrations/models/.
     """
     conn = db.connection()
     state = await file_inspect(conn)
-    migrations = migrations_load()
+    migrations = migrations_load() if migrations is None else migrations
     await adoption_check(conn, state, migrations)
     pending = [migration for migration in migrations if migration.version not in state.versions]
     if not pending:
         return []
     if backup and db.path is not None and state.kind is not FileKind.FRESH:
         notify(f"Backup written to {await database_backup(db)}")
+    if state.kind is FileKind.LEGACY:
+        notify(f"Adopting the legacy file as it is: all {len(state.legacy_steps)} legacy steps are recorded")
     for migration in pending:
         await migration_apply(db, migration)
         notify(f"Applied {migration.version}")

@@ -36,8 +36,8 @@ class FrozenDict(dict[str, Any]):
 
     __slots__ = ()
     __setitem__ = __delitem__ = _read_only
-    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
-    __ior__ = _read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(tuple(self.items()))
@@ -57,8 +57,8 @@ class FrozenList(list[Any]):
 
     __slots__ = ()
     __setitem__ = __delitem__ = _read_only
-    append = clear = extend = insert = pop = remove = reverse = sort = _read_only  # type: ignore[assignment]
-    __iadd__ = __imul__ = _read_only  # type: ignore[assignment]
+    append = clear = extend = insert = pop = remove = reverse = sort = _read_only
+    __iadd__ = __imul__ = _read_only
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(tuple(self))
