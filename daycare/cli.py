@@ -10,8 +10,9 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from daycare.config import Config, config_load
 from daycare.engine import Engine
@@ -44,10 +45,35 @@ def parser_build() -> argparse.ArgumentParser:
     return parser
 
 
+class ProgressBar:
+    """A Progress drawn as `label [#####-----]  50% (5/10)`: redrawn in place on a terminal,
+    written once, complete, elsewhere (logs, pipes)."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30, interval: float = 0.1) -> None:
+        self.stream = stream or sys.stdout
+        self.width = width
+        self.interval = interval
+        self.live = self.stream.isatty()
+        self._drawn = 0.0
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        finished = done >= total
+        now = time.monotonic()
+        if not finished and (not self.live or now - self._drawn < self.interval):
+            return
+        self._drawn = now
+        filled = self.width * done // total if total else self.width
+        bar = "#" * filled + "-" * (self.width - filled)
+        percent = 100 * done // total if total else 100
+        line = f"{label} [{bar}] {percent:3d}% ({done}/{total})"
+        self.stream.write(("\r" + line if self.live else line) + ("\n" if finished else ""))
+        self.stream.flush()
+
+
 async def command_upgrade(config: Config, args: argparse.Namespace) -> int:
     db = await database_open(config.db_location)
     try:
-        applied = await database_migrate(db, backup=not args.no_backup, notify=print)
+        applied = await database_migrate(db, backup=not args.no_backup, notify=print, progress=ProgressBar())
     finally:
         await database_close(db)
     if applied:

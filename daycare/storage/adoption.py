@@ -8,6 +8,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.storage.errors import DatabaseRefused
 from daycare.storage.inspection import INTERNAL_TABLES, FileKind, FileState
+from daycare.storage.legacy import LEGACY_EXTRA_STEPS, LEGACY_STEPS
 from daycare.storage.loader import MigrationFile
 from daycare.storage.schema_check import schema_compare, schema_describe, schema_expected, schema_report
 
@@ -16,6 +17,23 @@ async def database_display(conn: BaseDBAsyncClient) -> str:
     """The path of the main database file behind `conn`, or :memory:."""
     rows = await conn.execute_query_dict("SELECT file FROM pragma_database_list WHERE name = 'main'")
     return str(rows[0]["file"]) if rows and rows[0]["file"] else ":memory:"
+
+
+async def partial_legacy_check(location: str, state: FileState, migrations: Sequence[MigrationFile]) -> None:
+    """Refuses a file with some legacy steps that holds tables no Daycare release made.
+
+    Its missing steps then run (daycare.storage.legacy), and the baseline checks what they made.
+    """
+    known_steps = set(LEGACY_STEPS) | set(LEGACY_EXTRA_STEPS)
+    expected = await schema_expected((migrations[0].version,))
+    strangers = sorted(state.tables - set(expected) - INTERNAL_TABLES - state.legacy_leftovers)
+    strangers = [table for table in strangers if not table.startswith("sqlite_")]
+    if strangers or (state.legacy_steps and not state.legacy_steps & known_steps):
+        found = f"tables no Daycare release made: {', '.join(strangers[:5])}" if strangers else "no known legacy step"
+        raise DatabaseRefused(
+            f"{location} has a _migrations table but is not a Daycare file ({found}).",
+            "Point daycare at its own database with --db or DAYCARE_DB_URL; this file was left unchanged.",
+        )
 
 
 async def adoption_check(conn: BaseDBAsyncClient, state: FileState, migrations: Sequence[MigrationFile]) -> None:
@@ -31,13 +49,9 @@ async def adoption_check(conn: BaseDBAsyncClient, state: FileState, migrations: 
             "Point daycare at its own database with --db or DAYCARE_DB_URL; this file was left unchanged.",
         )
     if state.kind is FileKind.LEGACY:
-        missing = state.legacy_missing
-        if missing:
-            raise DatabaseRefused(
-                f"{location} was written by an older Daycare release: {len(missing)} of the 33 legacy "
-                f"migration steps never ran ({', '.join(missing)}).",
-                "Upgrading such files is not supported yet; the file was left unchanged.",
-            )
+        if state.legacy_missing:
+            await partial_legacy_check(location, state, migrations)
+            return
         versions: tuple[str, ...] = (migrations[0].version,)
         what = "the legacy final schema"
     else:

@@ -2,12 +2,15 @@
 
 A fresh file gets the legacy final schema, the 33 legacy step names and a bootstrap owner,
 so that it looks exactly like a file the legacy code made. A complete legacy file is
-checked and adopted as it is: no table is rebuilt and no row rewritten. Anything else is
-refused before anything changes.
+checked and adopted as it is: no table is rebuilt and no row rewritten. A legacy file that
+lacks legacy steps (or a new file beside legacy data folders) first gets them, inside the
+baseline's transaction; `daycare upgrade` has already run them before it gets here. Anything
+else is refused before anything changes.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -17,8 +20,12 @@ from daycare.storage.errors import DatabaseRefused
 from daycare.storage.identifiers import cuid_create, nametag_generate
 from daycare.storage.inspection import FileKind, file_inspect
 from daycare.storage.legacy import LEGACY_STEPS
+from daycare.storage.legacy.catch_up import legacy_catch_up, legacy_steps_missing
 from daycare.storage.loader import migrations_load
+from daycare.storage.progress import ProgressLog
 from daycare.storage.recorder import AERICH_TABLE_SQL
+
+log = logging.getLogger("daycare.storage")
 
 OWNER_ID_PLACEHOLDER = "__OWNER_ID__"
 
@@ -48,6 +55,10 @@ def baseline_fresh_sql(schema_sql: str) -> str:
 async def baseline_upgrade(conn: BaseDBAsyncClient, schema_sql: str) -> str:
     """The baseline's `upgrade()`: checks the file and returns the SQL that adopts it."""
     state = await file_inspect(conn)
+    missing = await legacy_steps_missing(conn, state)
+    if missing:
+        await legacy_catch_up(conn, missing, notify=log.info, progress=ProgressLog(log))
+        state = await file_inspect(conn)
     await adoption_check(conn, state, migrations_load())
     if state.kind is FileKind.FRESH:
         return baseline_fresh_sql(schema_sql)

@@ -11,7 +11,9 @@ from daycare.storage.backup import database_backup
 from daycare.storage.database import Database
 from daycare.storage.executor import migration_apply
 from daycare.storage.inspection import FileKind, FileState, file_inspect
+from daycare.storage.legacy.catch_up import legacy_catch_up, legacy_steps_missing
 from daycare.storage.loader import MigrationFile, migrations_load
+from daycare.storage.progress import Progress, ProgressLog
 
 log = logging.getLogger("daycare.storage")
 
@@ -39,11 +41,15 @@ async def database_migrate(
     backup: bool = True,
     notify: Callable[[str], None] = log.info,
     migrations: Sequence[MigrationFile] | None = None,
+    progress: Progress | None = None,
 ) -> list[str]:
     """Checks the file, backs it up, then applies each pending migration atomically; returns them.
 
+    A legacy file that lacks some of the 33 legacy steps (or a new file next to legacy data
+    folders) first gets those steps, each in its own transaction; their names lead the result.
     A file that cannot be adopted raises DatabaseRefused before anything is written.
-    `migrations` defaults to the files in migrations/models/.
+    `migrations` defaults to the files in migrations/models/. Long steps report to `progress`
+    (default: quiet log lines).
     """
     conn = db.connection()
     state = await file_inspect(conn)
@@ -54,9 +60,14 @@ async def database_migrate(
         return []
     if backup and db.path is not None and state.kind is not FileKind.FRESH:
         notify(f"Backup written to {await database_backup(db)}")
-    if state.kind is FileKind.LEGACY:
+    applied: list[str] = []
+    missing = await legacy_steps_missing(conn, state)
+    if missing:
+        notify(f"Running the {len(missing)} legacy step(s) this file lacks")
+        applied += await legacy_catch_up(conn, missing, notify=notify, progress=progress or ProgressLog(log))
+    elif state.kind is FileKind.LEGACY:
         notify(f"Adopting the legacy file as it is: all {len(state.legacy_steps)} legacy steps are recorded")
     for migration in pending:
         await migration_apply(db, migration)
         notify(f"Applied {migration.version}")
-    return [migration.version for migration in pending]
+    return applied + [migration.version for migration in pending]
