@@ -108,13 +108,13 @@ def private_file_prepare(path: Path) -> None:
 
 
 def _journal_mode_ensure(connection: sqlite3.Connection) -> None:
-    """Switches a new or Daycare file to WAL, as the legacy code did on every open.
+    """Switches a new, empty file to WAL, as the legacy code did on every open.
 
-    WAL is a lasting property of the file, so another application's file is left as it is:
-    Daycare refuses it, and a refused file must stay byte-identical.
+    WAL is a lasting property of the file. A file with tables is left as it is here, even one
+    with a `_migrations` table (another application may use that name): a refused file must
+    stay byte-identical. `database_migrate` switches a Daycare file once it accepted it.
     """
-    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if not tables or tables & {"_migrations", "aerich"}:
+    if not connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").fetchall():
         connection.execute("PRAGMA journal_mode=WAL").fetchall()
 
 

@@ -35,6 +35,12 @@ async def database_status(db: Database) -> DatabaseStatus:
     return DatabaseStatus(state, state.versions, pending)
 
 
+async def wal_ensure(db: Database) -> None:
+    """Puts an accepted file in WAL, as the legacy code did on every open (legacy files already are)."""
+    if db.path is not None:
+        await db.connection().execute_query("PRAGMA journal_mode=WAL")
+
+
 async def database_migrate(
     db: Database,
     *,
@@ -57,6 +63,7 @@ async def database_migrate(
     await adoption_check(conn, state, migrations)
     pending = [migration for migration in migrations if migration.version not in state.versions]
     if not pending:
+        await wal_ensure(db)
         return []
     if backup and db.path is not None and state.kind is not FileKind.FRESH:
         notify(f"Backup written to {await database_backup(db)}")
@@ -70,4 +77,5 @@ async def database_migrate(
     for migration in pending:
         await migration_apply(db, migration)
         notify(f"Applied {migration.version}")
+    await wal_ensure(db)
     return applied + [migration.version for migration in pending]

@@ -70,7 +70,7 @@ class StepContext:
 
     def skip(self, path: Path, reason: str) -> None:
         """Warns that a legacy data file was left out, naming it; the step goes on."""
-        log.warning("Skipped legacy file %s: %s", path, reason)
+        log.warning("Skipped legacy data %s: %s", path, reason)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[StepContext]:
