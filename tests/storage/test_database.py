@@ -108,3 +108,11 @@ async def test_a_closed_database_cannot_be_used(tmp_path: Path) -> None:
     await database_close(db)
     with pytest.raises(Exception):  # noqa: B017 - Tortoise raises ConfigurationError after close
         await db.connection().execute_query("SELECT 1")
+
+
+async def test_a_client_kept_past_close_does_not_reconnect(tmp_path: Path) -> None:
+    db = await database_open(tmp_path / "kept.db")
+    client = db.connection()
+    await database_close(db)
+    with pytest.raises(OperationalError, match="is closed"):
+        await client.execute_query("SELECT 1")
