@@ -150,15 +150,16 @@ class AgentsRepository:
             await self.row_upsert(record)
             self.cache_put(record)
 
-    async def update(self, id: str, **changes: Any) -> None:
+    async def update(self, id: str, /, **changes: Any) -> None:
         """Overwrites the given fields (None keeps descriptor, permissions and stats; clears tokens).
 
-        Raises LookupError when the agent does not exist, TypeError for an unknown field.
+        Raises LookupError when the agent does not exist, TypeError for an unknown field or an id.
         """
+        if "id" in changes:
+            raise TypeError("the id of an agent never changes")
         unknown = set(changes) - _UPDATABLE
-        if unknown - {"id"} or changes.get("id", id) != id:
-            raise TypeError(f"Cannot update agent fields {sorted(unknown)} (the id of an agent never changes)")
-        changes.pop("id", None)
+        if unknown:
+            raise TypeError(f"AgentRecord has no fields {sorted(unknown)}")
         for name in _JSON_KEEP_ON_NONE:
             if name in changes and changes[name] is None:
                 del changes[name]
