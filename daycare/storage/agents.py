@@ -36,6 +36,7 @@ _UPDATE = (
     "UPDATE agents SET user_id = ?, type = ?, descriptor = ?, active_session_id = ?, permissions = ?, "
     "tokens = ?, stats = ?, lifecycle = ?, created_at = ?, updated_at = ? WHERE id = ?"
 )
+_SESSION_SET = "UPDATE agents SET active_session_id = ?, updated_at = ? WHERE id = ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +169,7 @@ class AgentsRepository:
             if current is None:
                 raise LookupError(f"Agent not found: {id}")
             changed = replace(current, **changes)
-            await self.row_update(changed)
+            await self._row_update(changed)
             self.cache_put(changed)
 
     async def invalidate(self, id: str) -> None:
@@ -196,9 +197,15 @@ class AgentsRepository:
         """Writes the row with the atomic upsert; the cache is left alone."""
         await self._db.connection().execute_query(_UPSERT, [record.id, *_agent_values(record)])
 
-    async def row_update(self, record: AgentRecord) -> None:
+    async def _row_update(self, record: AgentRecord) -> None:
         """Overwrites every column of the row; the cache is left alone."""
         await self._db.connection().execute_query(_UPDATE, [*_agent_values(record), record.id])
+
+    async def row_session_set(self, record: AgentRecord) -> None:
+        """Writes only the record's active_session_id and updated_at (the rest is already stored)."""
+        await self._db.connection().execute_query(
+            _SESSION_SET, [record.active_session_id, record.updated_at, record.id]
+        )
 
     def cache_put(self, record: AgentRecord) -> None:
         """Caches the record (cache writes never await, so they are atomic under asyncio)."""

@@ -80,12 +80,13 @@ class SessionsRepository:
         inference_session_id: str | None = None,
         created_at: int | None = None,
         reset_message: str | None = None,
+        id: str | None = None,
     ) -> str:
-        """Inserts a new session (a new cuid2 id, both cursors NULL) and returns its id.
+        """Inserts a new session (a new cuid2 id unless `id` is given; both cursors NULL) and returns its id.
 
         An unknown agent raises the foreign key error.
         """
-        session_id = cuid_create()
+        session_id = cuid_create() if id is None else id
         await self._db.connection().execute_insert(
             _INSERT,
             [session_id, agent_id, inference_session_id, now_ms() if created_at is None else created_at, reset_message],

@@ -16,7 +16,7 @@ from tortoise.exceptions import IntegrityError
 from daycare.storage.agents import AgentRecord, AgentsRepository
 from daycare.storage.database import Database
 from daycare.storage.history import HistoryRecord, HistoryRepository, history_record_check
-from daycare.storage.identifiers import nametag_generate
+from daycare.storage.identifiers import cuid_create, nametag_generate
 from daycare.storage.inbox import InboxRepository
 from daycare.storage.locks import KeyedLocks
 from daycare.storage.sessions import SessionsRepository
@@ -101,20 +101,23 @@ class Storage:
         The session is created at `session_created_at`, else at the agent's created_at. On any
         failure the transaction rolls back and the agent is evicted from the cache.
         """
-        base = replace(record, active_session_id=None)
         created_at = record.created_at if session_created_at is None else session_created_at
+        session_id = cuid_create()
+        # Legacy wrote the agent, then the session, then the agent again with its session. The
+        # agent's active_session_id has no foreign key, so writing it final first (the session
+        # id is chosen up front) stores the same rows with one statement less.
+        agent = replace(record, active_session_id=session_id, updated_at=max(record.updated_at, created_at))
         async with self.agents.lock_hold(record.id):
             try:
                 async with self.db.in_transaction():
-                    await self.agents.row_upsert(base)
-                    session_id = await self.sessions.create(
+                    await self.agents.row_upsert(agent)
+                    await self.sessions.create(
                         record.id,
+                        id=session_id,
                         inference_session_id=inference_session_id,
                         created_at=created_at,
                         reset_message=reset_message,
                     )
-                    agent = replace(base, active_session_id=session_id, updated_at=max(base.updated_at, created_at))
-                    await self.agents.row_update(agent)
             except BaseException:
                 await self.agents.invalidate(record.id)
                 raise
@@ -142,7 +145,7 @@ class Storage:
             async with self.db.in_transaction():
                 session_id = await self.sessions.create(agent_id, created_at=record.at)
                 changed = replace(current, active_session_id=session_id, updated_at=max(current.updated_at, record.at))
-                await self.agents.row_update(changed)
+                await self.agents.row_session_set(changed)
                 await self.history.append(session_id, record)
             self.agents.cache_put(changed)
 

@@ -205,17 +205,18 @@ async def test_create_agent_with_session_rolls_back_and_invalidates_the_cache(st
     }
 
 
-async def test_create_agent_with_session_rolls_back_when_the_last_write_fails(storage: Storage) -> None:
+async def test_create_agent_with_session_failure_keeps_the_previous_session(storage: Storage) -> None:
     owner = await owner_id(storage)
+    first = await storage.create_agent_with_session(agent_record("agent-1", owner))
     await storage.db.connection().execute_script(
-        "CREATE TRIGGER fail_agent_update BEFORE UPDATE OF active_session_id ON agents "
-        "BEGIN SELECT RAISE(ABORT, 'update refused'); END;"
+        "CREATE TRIGGER fail_sessions AFTER INSERT ON sessions BEGIN SELECT RAISE(ABORT, 'session refused'); END;"
     )
-    with pytest.raises(FAILURES, match="update refused"):
-        await storage.create_agent_with_session(agent_record("new", owner))
-    assert await count(storage.db, "SELECT COUNT(*) FROM agents") == 0
-    assert await count(storage.db, "SELECT COUNT(*) FROM sessions") == 0
-    assert await storage.agents.find_by_id("new") is None
+    with pytest.raises(FAILURES, match="session refused"):
+        await storage.create_agent_with_session(agent_record("agent-1", owner, lifecycle="dead", updated_at=50))
+    _, rows = await storage.db.connection().execute_query("SELECT active_session_id, lifecycle, updated_at FROM agents")
+    assert [tuple(row) for row in rows] == [(first.session_id, "active", 1)]
+    assert await storage.agents.find_by_id("agent-1") == first.agent
+    assert [session.id for session in await storage.sessions.find_by_agent_id("agent-1")] == [first.session_id]
 
 
 async def test_append_history_creates_session_when_missing_and_throws_for_unknown_agent(storage: Storage) -> None:
