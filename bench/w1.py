@@ -4,6 +4,7 @@
     python bench/w1.py                        # synchronous=FULL, SQLite's default and Daycare's
     python bench/w1.py --synchronous NORMAL   # WAL's cheaper setting: commits are not fsynced
     python bench/w1.py --json                 # one JSON object instead of the table
+    python bench/w1.py --repeat 5             # medians of 5 runs (default 3: one run's 200 fsyncs are noisy)
 
 On a new file database (WAL): 200 x create_agent_with_session; 5,000 x append_history of a
 `note` round-robin over the 200 agents; 5,000 x inbox.insert; 20,000 x agents.find_by_id
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -331,9 +334,11 @@ def main() -> None:
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], type=str.upper)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--dir", type=Path, help="folder for the two database files (default: a new temp folder)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the whole workload; figures are medians")
     options = parser.parse_args()
+    if options.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
-    folder = Path(tempfile.mkdtemp(prefix="daycare-w1-", dir=options.dir))
     results = {
         "create": Result("create_agent_with_session", AGENTS, "ops/s"),
         "append": Result("append_history (note)", APPENDS, "ops/s"),
@@ -342,12 +347,20 @@ def main() -> None:
         "history": Result("history of 200 sessions", APPENDS, "records/s"),
         "resolve": Result("resolve_user_by_connector_key (new)", RESOLVES, "ops/s"),
     }
+    runs: list[dict[str, Result]] = []
     started = time.perf_counter()
-    try:
-        asyncio.run(workload_run(folder, options.synchronous, results))
-        machine = machine_describe(folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    for _ in range(options.repeat):
+        folder = Path(tempfile.mkdtemp(prefix="daycare-w1-", dir=options.dir))
+        try:
+            run = {key: dataclasses.replace(result) for key, result in results.items()}
+            asyncio.run(workload_run(folder, options.synchronous, run))
+            runs.append(run)
+            machine = machine_describe(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    for key, result in results.items():
+        result.port = statistics.median(run[key].port for run in runs)
+        result.reference = statistics.median(run[key].reference for run in runs)
     targets_apply(results)
     elapsed = time.perf_counter() - started
 
@@ -357,6 +370,8 @@ def main() -> None:
             "synchronous": options.synchronous,
             "journal_mode": "WAL",
             "seconds": round(elapsed, 2),
+            "runs": options.repeat,
+            "figures": "medians over the runs",
             "machine": machine,
             "operations": {
                 result.name: {
@@ -373,7 +388,7 @@ def main() -> None:
         }
         print(json.dumps(report, indent=2))
         return
-    print(f"W1, journal_mode=WAL, synchronous={options.synchronous}, {elapsed:.1f} s")
+    print(f"W1, journal_mode=WAL, synchronous={options.synchronous}: medians of {options.repeat} runs, {elapsed:.1f} s")
     print(f"machine: {machine['nproc']} x {machine['cpu']}; {machine['disk']}")
     print(f"         Python {machine['python']}, SQLite {machine['sqlite']}")
     header = f"{'operation':<38}{'count':>7}{'port':>12}{'reference':>12}{'ratio':>8}  {'target':<20}"
