@@ -64,11 +64,8 @@ class Storage:
         return await self._user_create_generated(**fields)
 
     async def resolve_user_by_connector_key(self, connector_key: str) -> UserRecord:
-        """The user with this connector key (trimmed), created with a generated nametag if new.
-
-        Calls for one key are serialised by a per-key lock that is dropped once idle; a key
-        taken meanwhile by another connection resolves to that connection's user.
-        """
+        """The user with this connector key (trimmed), created with a generated nametag if new;
+        calls for one key wait for each other, and a key taken meanwhile resolves to its user."""
         key = connector_key.strip()
         if not key:
             raise ValueError("connectorKey is required")
@@ -96,11 +93,8 @@ class Storage:
         session_created_at: int | None = None,
         reset_message: str | None = None,
     ) -> AgentWithSession:
-        """Writes the agent and its first session, active, in one transaction: all or nothing.
-
-        The session is created at `session_created_at`, else at the agent's created_at. On any
-        failure the transaction rolls back and the agent is evicted from the cache.
-        """
+        """Writes the agent and its active session (created at `session_created_at`, else the agent's
+        created_at) in one transaction; on failure it rolls back and evicts the agent from the cache."""
         created_at = record.created_at if session_created_at is None else session_created_at
         session_id = cuid_create()
         # Legacy wrote the agent, then the session, then the agent again with its session. The

@@ -233,12 +233,8 @@ class UsersRepository:
         updated_at: int | None = None,
         connector_key: str | None = None,
     ) -> UserRecord:
-        """Inserts a user and its connector key (trimmed; empty means none) in one transaction.
-
-        A given nametag (trimmed) is tried once; without one, generated tags are tried up to
-        100 times. Database errors (a taken key, a second owner, an unknown parent) propagate
-        and leave no row behind.
-        """
+        """Inserts a user and its connector key (trimmed; empty: none) in one transaction; a given nametag
+        is tried once, else up to 100 generated ones. Database errors propagate and leave no row."""
         async with self._cache.create_lock:
             created = now_ms() if created_at is None else created_at
             record = UserRecord(
