@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from daycare.storage.context import Context
 from daycare.storage.database import Database
 from daycare.storage.lenient_json import string_list_decode
 from daycare.storage.limits import limit_clamp
-from daycare.storage.records import FrozenList, frozen, json_encode
+from daycare.storage.records import frozen, json_encode
 from daycare.storage.statements import column_values, upsert_statement
 
 _COLUMNS = ("id", "channel_id", "user_id", "sender_username", "text", "mentions", "created_at")
@@ -26,7 +27,7 @@ class ChannelMessageRecord:
     user_id: str
     sender_username: str
     text: str
-    mentions: FrozenList
+    mentions: Sequence[str]
     created_at: int
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ and key; the delete and the upsert commit together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from daycare.schema import DelayedSignal
 from daycare.storage.cache import RecordCache
 from daycare.storage.context import Context
 from daycare.storage.database import Database
-from daycare.storage.records import FrozenDict, frozen, json_encode
+from daycare.storage.records import frozen, json_encode
 from daycare.storage.signal_events import ABSENT, signal_data_decode, signal_data_encode, signal_source_decode
 from daycare.storage.statements import column_values, upsert_statement
 from daycare.storage.write_through import cache_fill, cache_find
@@ -32,7 +33,7 @@ class DelayedSignalRecord:
     user_id: str
     type: str
     deliver_at: int
-    source: FrozenDict
+    source: Mapping[str, Any]
     repeat_key: str | None
     created_at: int
     updated_at: int

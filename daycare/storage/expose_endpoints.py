@@ -8,6 +8,7 @@ as no auth.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,11 +85,11 @@ class ExposeEndpointRecord:
 
     id: str
     user_id: str
-    target: FrozenDict
+    target: Mapping[str, Any]
     provider: str
     domain: str
     mode: str
-    auth: FrozenDict | None
+    auth: Mapping[str, Any] | None
     created_at: int
     updated_at: int
 

@@ -8,6 +8,7 @@ access, owner None. Permissions always read with `readDirs`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,12 +66,12 @@ class ProcessRecord:
     command: str
     cwd: str
     home: str | None
-    env: FrozenDict
-    package_managers: FrozenList
-    allowed_domains: FrozenList
+    env: Mapping[str, str]
+    package_managers: Sequence[str]
+    allowed_domains: Sequence[str]
     allow_local_binding: bool
-    permissions: FrozenDict
-    owner: FrozenDict | None
+    permissions: Mapping[str, Any]
+    owner: Mapping[str, str] | None
     keep_alive: bool
     desired_state: str
     status: str

@@ -7,6 +7,7 @@ Reads order by `created_at, rowid`: events with the same time keep their inserti
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +64,7 @@ class SignalEventRecord:
     id: str
     user_id: str
     type: str
-    source: FrozenDict
+    source: Mapping[str, Any]
     created_at: int
     data: Any = ABSENT
 
