@@ -109,7 +109,7 @@ class ChannelsRepository:
         self._cache.all_loaded = True
         return records
 
-    async def update(self, id: str, **changes: Any) -> None:
+    async def update(self, id: str, /, **changes: Any) -> None:
         """Merges `changes` (None keeps a field) and writes the whole row.
 
         Raises LookupError("Channel not found: <id>").

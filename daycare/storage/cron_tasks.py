@@ -125,7 +125,7 @@ class CronTasksRepository:
             await self._db.connection().execute_query(_UPSERT, column_values(stored, _COLUMNS))
             self._cache.records[stored.id] = stored
 
-    async def update(self, id: str, **changes: Any) -> None:
+    async def update(self, id: str, /, **changes: Any) -> None:
         """Merges `changes` and writes the whole row; None keeps task_id and clears the nullable fields.
 
         Raises LookupError("Cron task not found: <id>").

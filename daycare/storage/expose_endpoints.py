@@ -158,7 +158,7 @@ class ExposeEndpointsRepository:
         cache_fill(self._cache, records, lambda record: record.id, complete=True)
         return records
 
-    async def update(self, id: str, **changes: Any) -> None:
+    async def update(self, id: str, /, **changes: Any) -> None:
         """Merges `changes` and writes the whole row.
 
         None keeps a field, except auth, which None clears; an empty domain keeps the current one.

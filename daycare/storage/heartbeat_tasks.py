@@ -95,7 +95,7 @@ class HeartbeatTasksRepository:
             await self._db.connection().execute_query(_UPSERT, column_values(stored, _COLUMNS))
             self._cache.records[stored.id] = stored
 
-    async def update(self, id: str, **changes: Any) -> None:
+    async def update(self, id: str, /, **changes: Any) -> None:
         """Merges `changes` and writes the whole row; None keeps task_id and user_id, clears last_run_at.
 
         Raises LookupError("Heartbeat task not found: <id>").

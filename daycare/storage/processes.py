@@ -198,7 +198,7 @@ class ProcessesRepository:
             cache_fill(self._cache, records, lambda record: record.id, complete=not user_id)
         return [record for record in records if _matches(record, user_id, owner_id, owner_type)]
 
-    async def update(self, id: str, **changes: Any) -> None:
+    async def update(self, id: str, /, **changes: Any) -> None:
         """Merges `changes` and writes the whole row; None clears the nullable columns and keeps the others.
 
         Raises LookupError("Process not found: <id>").

@@ -77,7 +77,7 @@ class SystemPromptsRepository:
             await self._db.connection().execute_query(_UPSERT, column_values(stored, _COLUMNS))
             self._cache.records[stored.id] = stored
 
-    async def update_by_id(self, id: str, **changes: Any) -> None:
+    async def update_by_id(self, id: str, /, **changes: Any) -> None:
         """Merges `changes` and writes the whole row; None clears user_id or condition.
 
         Raises LookupError("System prompt not found: <id>").

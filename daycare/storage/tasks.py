@@ -97,7 +97,7 @@ class TasksRepository:
                 raise ValueError(f"Task id is reserved by a deleted task: {record.id}")
             self._cache.records[_key(stored)] = stored
 
-    async def update(self, ctx: Context, id: str, **changes: Any) -> None:
+    async def update(self, ctx: Context, id: str, /, **changes: Any) -> None:
         """Merges `changes` into the user's task (soft-deleted ones too) and writes the whole row.
 
         A blank or None user_id keeps the current one; None clears description or deleted_at.

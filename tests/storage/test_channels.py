@@ -120,6 +120,8 @@ async def test_caches_by_id_and_name(storage: Storage, db: Database) -> None:
     assert found is not None and found.name == "dev"
     assert await fresh.find_by_name("nope") is None
     assert await fresh.find_all() == []
+    await db.connection().execute_query("INSERT INTO channels VALUES ('c9', 'u', 'late', 'l', 1, 1)")
+    assert await fresh.find_by_name("late") is None  # every row is loaded: a miss is authoritative
     # As in the legacy code, the first full load adds to the cache without clearing it.
     assert [item.id for item in await fresh.find_all()] == ["c1"]
     assert await fresh.find_by_id("c2") is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from tortoise.exceptions import IntegrityError
 
@@ -117,3 +119,17 @@ async def test_update_rules_and_errors(storage: Storage, db: Database) -> None:
         "created_at": 10,
         "updated_at": 10,
     }
+
+
+async def test_update_accepts_a_whole_record_but_not_another_id(storage: Storage, db: Database) -> None:
+    """The heartbeat scheduler passes whole records to update(); their own id is ignored."""
+    await task_create(storage, "t")
+    await storage.heartbeat_tasks.create(entry("hb", "t"))
+    current = await storage.heartbeat_tasks.find_by_id("hb")
+    assert current is not None
+    changed = dataclasses.replace(current, title="Renamed", last_run_at=40, updated_at=40)
+    await storage.heartbeat_tasks.update("hb", **dataclasses.asdict(changed))
+    assert await Storage.from_database(db).heartbeat_tasks.find_by_id("hb") == changed
+    with pytest.raises(ValueError, match=r"id cannot be changed"):
+        await storage.heartbeat_tasks.update("hb", id="other", title="x")
+    assert file_rows(db, "tasks_heartbeat", "id")[0]["title"] == "Renamed"

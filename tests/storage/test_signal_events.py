@@ -77,6 +77,10 @@ async def test_broken_json_falls_back(storage: Storage, db: Database) -> None:
     assert record is not None
     assert record.source == {"type": "system", "userId": "unknown"}
     assert record.data is ABSENT
+    # JS JSON.parse rejects NaN, so a stored NaN is not a payload either.
+    await db.connection().execute_query("UPDATE signals_events SET data = 'NaN'")
+    fresh = await Storage.from_database(db).signal_events.find_by_id("bad")
+    assert fresh is not None and fresh.data is ABSENT and repr(fresh.data) == "ABSENT"
 
 
 async def test_ties_on_created_at_keep_insertion_order(storage: Storage) -> None:
