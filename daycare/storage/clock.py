@@ -1,4 +1,4 @@
-"""The one clock the repositories read: integer Unix milliseconds, like JS `Date.now()`."""
+"""The storage clock: integer Unix milliseconds, the unit of every legacy timestamp (C1)."""
 
 from __future__ import annotations
 
@@ -6,5 +6,5 @@ import time
 
 
 def now_ms() -> int:
-    """The current time in whole milliseconds since the epoch."""
+    """The current time in Unix milliseconds, like JS `Date.now()`."""
     return time.time_ns() // 1_000_000

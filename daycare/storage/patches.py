@@ -4,7 +4,8 @@ The legacy `update(id, partial)` methods spread the partial over the current rec
 they did one of three things with `null`, and `keep_if_none` / `nullable` say which:
 - `??` fields (`keep_if_none`): None keeps the current value;
 - nullable columns (`nullable`): None clears the value;
-- any other field: None would have written NULL into a NOT NULL column, so it is refused here.
+- any other field: None would have written NULL into a NOT NULL column (or 0 into a flag), so it
+  is refused here.
 An `id` equal to the record's own is ignored (callers pass whole records); another id is refused.
 """
 
@@ -33,15 +34,18 @@ def record_patch(
     keep_if_none: Collection[str] = (),
     nullable: Collection[str] = (),
 ) -> R:
-    """`current` with `changes` applied; raises ValueError, changing nothing, on an unknown field or a bad None."""
+    """`current` with `changes` applied.
+
+    Raises TypeError for an unknown field or another id, ValueError for a None the field cannot take.
+    """
     names = {item.name for item in dataclasses.fields(current)}
     merged: dict[str, Any] = {}
     for name, value in changes.items():
         if name not in names:
-            raise ValueError(f"{entity} has no field {name!r}")
+            raise TypeError(f"{entity} has no field {name!r}")
         if name == "id":
             if value != current.id:
-                raise ValueError(f"{entity} id cannot be changed (from {current.id!r} to {value!r})")
+                raise TypeError(f"{entity} id cannot be changed (from {current.id!r} to {value!r})")
             continue
         if value is None:
             if name in keep_if_none:

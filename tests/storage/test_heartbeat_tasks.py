@@ -130,6 +130,6 @@ async def test_update_accepts_a_whole_record_but_not_another_id(storage: Storage
     changed = dataclasses.replace(current, title="Renamed", last_run_at=40, updated_at=40)
     await storage.heartbeat_tasks.update("hb", **dataclasses.asdict(changed))
     assert await Storage.from_database(db).heartbeat_tasks.find_by_id("hb") == changed
-    with pytest.raises(ValueError, match=r"id cannot be changed"):
+    with pytest.raises(TypeError, match=r"id cannot be changed"):
         await storage.heartbeat_tasks.update("hb", id="other", title="x")
     assert file_rows(db, "tasks_heartbeat", "id")[0]["title"] == "Renamed"

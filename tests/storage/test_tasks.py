@@ -149,7 +149,7 @@ async def test_update_merges_and_moves_between_users(storage: Storage, db: Datab
         await storage.tasks.update(CTX, "missing", title="x")
     with pytest.raises(ValueError, match=r"title cannot be None"):
         await storage.tasks.update(CTX, "task-1", title=None)
-    with pytest.raises(ValueError, match=r"has no field 'colour'"):
+    with pytest.raises(TypeError, match=r"has no field 'colour'"):
         await storage.tasks.update(CTX, "task-1", colour="red")
     # A blank user id keeps the current user; None clears the description.
     await storage.tasks.update(CTX, "task-1", user_id="  ", description=None)
