@@ -14,12 +14,25 @@ from typing import Unpack
 from tortoise.exceptions import IntegrityError
 
 from daycare.storage.agents import AgentRecord, AgentsRepository
+from daycare.storage.channel_messages import ChannelMessagesRepository
+from daycare.storage.channels import ChannelsRepository
+from daycare.storage.connections import ConnectionsRepository
+from daycare.storage.cron_tasks import CronTasksRepository
 from daycare.storage.database import Database
+from daycare.storage.delayed_signals import DelayedSignalsRepository
+from daycare.storage.expose_endpoints import ExposeEndpointsRepository
+from daycare.storage.heartbeat_tasks import HeartbeatTasksRepository
 from daycare.storage.history import HistoryRecord, HistoryRepository, history_record_check
 from daycare.storage.identifiers import cuid_create, nametag_generate
 from daycare.storage.inbox import InboxRepository
 from daycare.storage.locks import KeyedLocks
+from daycare.storage.processes import ProcessesRepository
 from daycare.storage.sessions import SessionsRepository
+from daycare.storage.signal_events import SignalEventsRepository
+from daycare.storage.signal_subscriptions import SignalSubscriptionsRepository
+from daycare.storage.system_prompts import SystemPromptsRepository
+from daycare.storage.tasks import TasksRepository
+from daycare.storage.token_stats import TokenStatsRepository
 from daycare.storage.users import (
     CONNECTOR_KEY_TAKEN,
     NAMETAG_ATTEMPTS,
@@ -50,6 +63,20 @@ class Storage:
         self.history = HistoryRepository(db)
         self.inbox = InboxRepository(db)
         self.connector_key_locks = KeyedLocks()
+        # Tasks, triggers, signals, channels, connections, expose, processes, prompts, token stats.
+        self.tasks = TasksRepository(db)
+        self.cron_tasks = CronTasksRepository(db)
+        self.heartbeat_tasks = HeartbeatTasksRepository(db)
+        self.signal_events = SignalEventsRepository(db)
+        self.signal_subscriptions = SignalSubscriptionsRepository(db)
+        self.delayed_signals = DelayedSignalsRepository(db)
+        self.channels = ChannelsRepository(db)
+        self.channel_messages = ChannelMessagesRepository(db)
+        self.connections = ConnectionsRepository(db)
+        self.expose_endpoints = ExposeEndpointsRepository(db)
+        self.processes = ProcessesRepository(db)
+        self.system_prompts = SystemPromptsRepository(db)
+        self.token_stats = TokenStatsRepository(db)
 
     @classmethod
     def from_database(cls, db: Database) -> Storage:
