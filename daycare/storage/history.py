@@ -13,8 +13,8 @@ from typing import Any
 from tortoise.functions import Max
 
 from daycare.schema import SessionHistory
-from daycare.storage.arguments import limit_check
 from daycare.storage.database import Database
+from daycare.storage.limits import limit_check
 from daycare.storage.records import FrozenDict, frozen, json_decode, json_encode
 
 HISTORY_TYPES = frozenset(

@@ -1,8 +1,9 @@
-"""Page sizes and offsets as the legacy code resolved them from caller numbers."""
+"""Page sizes and offsets: the legacy rules for caller numbers, and the strict check for bound LIMITs."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def _number_check(value: float, name: str) -> None:
@@ -38,3 +39,10 @@ def limit_clamp(value: float, low: int, high: int) -> int:
     if math.isinf(value):
         return high if value > 0 else low
     return min(high, max(low, math.floor(value)))
+
+
+def limit_check(limit: Any) -> int:
+    """Returns `limit` if it is a non-negative int; raises ValueError otherwise (the bound LIMIT value)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+    return limit

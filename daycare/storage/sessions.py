@@ -11,10 +11,10 @@ from typing import Any
 from tortoise.expressions import Q
 
 from daycare.schema import Session
-from daycare.storage.arguments import limit_check
 from daycare.storage.clock import now_ms
 from daycare.storage.database import Database
 from daycare.storage.identifiers import cuid_create
+from daycare.storage.limits import limit_check
 
 _FIELDS = (
     "id",
