@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from types import TracebackType
 
 from daycare.config import Config
 from daycare.storage.database import Database, database_close, database_open
 from daycare.storage.migrate import database_migrate
 from daycare.storage.storage import Storage
-
-log = logging.getLogger("daycare.engine")
 
 
 class Engine:
@@ -33,12 +30,10 @@ class Engine:
             raise RuntimeError("The engine is already started.")
         db = await database_open(self.config.db_location)
         try:
-            applied = await database_migrate(db, backup=self.backup)
+            await database_migrate(db, backup=self.backup)
         except BaseException:
             await database_close(db)
             raise
-        if applied:
-            log.info("database %s: applied %s", db.location.display, ", ".join(applied))
         self._db = db
         self._storage = Storage.from_database(db)
 

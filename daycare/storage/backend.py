@@ -143,6 +143,7 @@ class DaycareSqliteClient(BaseDBAsyncClient):
         }
         self.pragmas.setdefault("foreign_keys", "ON")
         self._connection: sqlite3.Connection | None = None
+        self._closed = False  # a closed client never reconnects behind its owner's back
         self._lock = asyncio.Lock()
         # Set by database_open; None when Aerich or Tortoise's globals own this client.
         self.handler: ConnectionHandler | None = None
@@ -154,6 +155,8 @@ class DaycareSqliteClient(BaseDBAsyncClient):
     async def create_connection(self, with_db: bool) -> None:
         if self._connection is not None:
             return
+        if self._closed:
+            raise OperationalError(f"the database {self.filename} is closed")
         if not self.is_memory and not self.filename.startswith("file:"):
             private_file_prepare(Path(self.filename))
         uri = self.filename.startswith("file:")
@@ -176,6 +179,7 @@ class DaycareSqliteClient(BaseDBAsyncClient):
             _journal_mode_ensure(connection)
 
     async def close(self) -> None:
+        self._closed = True
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -195,7 +199,11 @@ class DaycareSqliteClient(BaseDBAsyncClient):
     async def _run(self, call: Callable[[sqlite3.Connection], T]) -> T:
         # One yield per statement keeps other tasks running during long bursts of queries.
         await asyncio.sleep(0)
-        async with self.acquire_connection() as connection:
+        async with self._lock:
+            if self._connection is None:
+                await self.create_connection(with_db=True)
+            connection = self._connection
+            assert connection is not None
             return _translated(lambda: call(connection))
 
     async def execute_insert(self, query: str, values: list[Any]) -> int:
@@ -251,6 +259,7 @@ class _TransactionClient(DaycareSqliteClient, TransactionalDBClient):
         self.handler = parent.handler
         self._parent = parent
         self._connection = parent._connection
+        self._closed = False
         self._lock = asyncio.Lock()
         self._finalized = False
         self._savepoint: str | None = None

@@ -8,9 +8,10 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from daycare.storage.database import APP
 from daycare.storage.loader import MigrationFile
 
-# The DDL Tortoise generates for aerich.models.Aerich on SQLite, so either runner finds it.
+# The table Tortoise would generate for aerich.models.Aerich, minus AUTOINCREMENT: adopting a
+# legacy file must leave sqlite_sequence exactly as it was, and Aerich only needs a rowid key.
 AERICH_TABLE_SQL = """CREATE TABLE IF NOT EXISTS "aerich" (
-    "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    "id" INTEGER PRIMARY KEY NOT NULL,
     "version" VARCHAR(255) NOT NULL,
     "app" VARCHAR(100) NOT NULL,
     "content" JSON NOT NULL

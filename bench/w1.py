@@ -1,0 +1,407 @@
+#!/usr/bin/env python3
+"""Workload W1: the core repositories against plain sqlite3 doing the same work.
+
+    python bench/w1.py                        # synchronous=FULL, SQLite's default and Daycare's
+    python bench/w1.py --synchronous NORMAL   # WAL's cheaper setting: commits are not fsynced
+    python bench/w1.py --json                 # one JSON object instead of the table
+    python bench/w1.py --repeat 5             # medians of 5 runs (default 3: one run's 200 fsyncs are noisy)
+
+On a new file database (WAL): 200 x create_agent_with_session; 5,000 x append_history of a
+`note` round-robin over the 200 agents; 5,000 x inbox.insert; 20,000 x agents.find_by_id
+(cached); reading the history of all 200 sessions; 500 x resolve_user_by_connector_key
+with new keys. The reference runs the same statements through Python's sqlite3 on a second
+file with the same schema and durability, one commit per operation, as the repositories do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from daycare.storage.agents import AgentRecord
+from daycare.storage.database import database_close, database_open
+from daycare.storage.history import HistoryRecord
+from daycare.storage.identifiers import cuid_create, nametag_generate
+from daycare.storage.migrate import database_migrate
+from daycare.storage.storage import Storage
+
+AGENTS = 200
+APPENDS = 5_000
+INBOX_ITEMS = 5_000
+FINDS = 20_000
+RESOLVES = 500
+PERMISSIONS = {"workingDir": "/home/daycare/agent", "writeDirs": ["/home/daycare/agent", "/home/daycare/agent/tmp"]}
+
+
+@dataclass
+class Result:
+    """One operation of the workload, timed for the port and for the reference."""
+
+    name: str
+    count: int
+    unit: str
+    port: float = 0.0
+    reference: float = 0.0
+    target: str = ""
+    met: bool | None = None
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def machine_describe(folder: Path) -> dict[str, Any]:
+    """Cores, CPU model, the disk holding the databases, and the Python and SQLite versions."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device, fstype, best = "?", "?", ""
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            source, mount, kind, *_ = line.split()
+            if str(folder).startswith(mount) and len(mount) > len(best):
+                device, fstype, best = source, kind, mount
+    except OSError:
+        pass
+    rotational = "?"
+    name = Path(device).name
+    queue = Path(f"/sys/block/{name}/queue/rotational")
+    if queue.exists():
+        rotational = "rotational" if queue.read_text().strip() == "1" else "non-rotational"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model or platform.processor(),
+        "disk": f"{device} ({fstype}, {rotational}) mounted on {best or '?'}",
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def agent_build(number: int, user_id: str, now: int) -> AgentRecord:
+    agent_id = cuid_create()
+    return AgentRecord(
+        id=agent_id,
+        user_id=user_id,
+        type="cron",
+        descriptor={"type": "cron", "id": agent_id, "name": f"job {number}"},
+        active_session_id=None,
+        permissions=PERMISSIONS,
+        tokens=None,
+        stats={},
+        lifecycle="active",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def database_prepare(path: Path, synchronous: str) -> Storage:
+    db = await database_open(f"sqlite:///{path}?synchronous={synchronous}")
+    await database_migrate(db, backup=False)
+    return Storage.from_database(db)
+
+
+class PortRun:
+    """The workload through the repositories and the Storage facade."""
+
+    def __init__(self, storage: Storage, agents: list[AgentRecord]) -> None:
+        self.storage = storage
+        self.agents = agents
+        self.ids = [agent.id for agent in agents]
+        self.inbox_ids = [cuid_create() for _ in range(INBOX_ITEMS)]
+        self.sessions: list[str] = []
+
+    async def create(self) -> int:
+        for agent in self.agents:
+            self.sessions.append((await self.storage.create_agent_with_session(agent)).session_id)
+        return AGENTS
+
+    async def append(self) -> int:
+        for number in range(APPENDS):
+            note = HistoryRecord("note", number, {"text": f"note {number}"})
+            await self.storage.append_history(self.ids[number % AGENTS], note)
+        return APPENDS
+
+    async def inbox(self) -> int:
+        for number in range(INBOX_ITEMS):
+            data = json.dumps({"type": "message", "message": {"text": f"hi {number}"}}, separators=(",", ":"))
+            await self.storage.inbox.insert(self.inbox_ids[number], self.ids[number % AGENTS], number, "message", data)
+        return INBOX_ITEMS
+
+    async def find(self) -> int:
+        for number in range(FINDS):
+            await self.storage.agents.find_by_id(self.ids[number % AGENTS])
+        return FINDS
+
+    async def history(self) -> int:
+        records = 0
+        for session_id in self.sessions:
+            records += len(await self.storage.history.find_by_session_id(session_id))
+        return records
+
+    async def resolve(self) -> int:
+        for number in range(RESOLVES):
+            await self.storage.resolve_user_by_connector_key(f"telegram:{number}")
+        return RESOLVES
+
+
+_COLUMNS = (
+    "id, user_id, type, descriptor, active_session_id, permissions, tokens, stats, lifecycle, created_at, updated_at"
+)
+_UPSERT = (
+    f"INSERT INTO agents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+    "user_id = excluded.user_id, type = excluded.type, descriptor = excluded.descriptor, "
+    "active_session_id = excluded.active_session_id, permissions = excluded.permissions, "
+    "tokens = excluded.tokens, stats = excluded.stats, lifecycle = excluded.lifecycle, "
+    "created_at = excluded.created_at, updated_at = excluded.updated_at"
+)
+_UPDATE = (
+    "UPDATE agents SET user_id = ?, type = ?, descriptor = ?, active_session_id = ?, permissions = ?, tokens = ?, "
+    "stats = ?, lifecycle = ?, created_at = ?, updated_at = ? WHERE id = ?"
+)
+
+
+class ReferenceRun:
+    """The same work as plain parameterised SQL through sqlite3, one commit per operation,
+    statement for statement what the legacy code ran."""
+
+    def __init__(self, path: Path, synchronous: str, agents: list[AgentRecord]) -> None:
+        self.connection = sqlite3.connect(path, isolation_level=None)
+        self.connection.execute("PRAGMA foreign_keys=ON")
+        self.connection.execute(f"PRAGMA synchronous={synchronous}")
+        self.execute = self.connection.execute
+        self.dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        self.agents = agents
+        self.ids = [cuid_create() for _ in agents]
+        self.inbox_ids = [cuid_create() for _ in range(INBOX_ITEMS)]
+        self.sessions: list[str] = []
+        (self.owner_id,) = self.execute("SELECT id FROM users WHERE is_owner = 1").fetchone()
+
+    def create(self) -> int:
+        execute, dumps = self.execute, self.dumps
+        for agent_id, agent in zip(self.ids, self.agents, strict=True):
+            values = [
+                self.owner_id,
+                agent.type,
+                dumps(agent.descriptor),
+                None,
+                dumps(agent.permissions),
+                None,
+                dumps(agent.stats),
+                agent.lifecycle,
+                agent.created_at,
+                agent.updated_at,
+            ]
+            session_id = cuid_create()
+            execute("BEGIN")
+            execute(_UPSERT, [agent_id, *values])
+            execute(
+                "INSERT INTO sessions (id, agent_id, inference_session_id, created_at, reset_message, "
+                "invalidated_at, processed_until) VALUES (?, ?, NULL, ?, NULL, NULL, NULL)",
+                [session_id, agent_id, agent.created_at],
+            )
+            values[3] = session_id
+            execute(_UPDATE, [*values, agent_id])
+            execute("COMMIT")
+            self.sessions.append(session_id)
+        return AGENTS
+
+    def append(self) -> int:
+        execute, dumps = self.execute, self.dumps
+        for number in range(APPENDS):
+            agent_id = self.ids[number % AGENTS]
+            (session_id,) = execute("SELECT active_session_id FROM agents WHERE id = ?", [agent_id]).fetchone()
+            execute(
+                "INSERT INTO session_history (session_id, type, at, data) VALUES (?, ?, ?, ?)",
+                [session_id, "note", number, dumps({"text": f"note {number}"})],
+            )
+        return APPENDS
+
+    def inbox(self) -> int:
+        for number in range(INBOX_ITEMS):
+            data = json.dumps({"type": "message", "message": {"text": f"hi {number}"}}, separators=(",", ":"))
+            self.execute(
+                "INSERT INTO inbox (id, agent_id, posted_at, type, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) "
+                "DO UPDATE SET agent_id = excluded.agent_id, posted_at = excluded.posted_at, type = excluded.type, "
+                "data = excluded.data",
+                [self.inbox_ids[number], self.ids[number % AGENTS], number, "message", data],
+            )
+        return INBOX_ITEMS
+
+    def find(self) -> int:
+        loads = json.loads
+        for number in range(FINDS):
+            row = self.execute(f"SELECT {_COLUMNS} FROM agents WHERE id = ?", [self.ids[number % AGENTS]]).fetchone()
+            agent = {
+                "id": row[0],
+                "userId": row[1],
+                "type": row[2],
+                "descriptor": loads(row[3]),
+                "activeSessionId": row[4],
+                "permissions": loads(row[5]),
+                "tokens": loads(row[6]) if row[6] else None,
+                "stats": loads(row[7]),
+                "lifecycle": row[8],
+                "createdAt": row[9],
+                "updatedAt": row[10],
+            }
+            assert agent["id"]
+        return FINDS
+
+    def history(self) -> int:
+        records = 0
+        for session_id in self.sessions:
+            rows = self.execute(
+                "SELECT type, at, data FROM session_history WHERE session_id = ? ORDER BY id ASC", [session_id]
+            ).fetchall()
+            records += len([{"type": kind, "at": at, **json.loads(data)} for kind, at, data in rows])
+        return records
+
+    def resolve(self) -> int:
+        execute = self.execute
+        for number in range(RESOLVES):
+            key = f"telegram:{number}"
+            assert execute("SELECT user_id FROM user_connector_keys WHERE connector_key = ?", [key]).fetchone() is None
+            execute("SELECT 1 FROM users LIMIT 1").fetchone()
+            user_id = cuid_create()
+            execute("BEGIN")
+            execute(
+                "INSERT INTO users (id, is_owner, parent_user_id, name, nametag, created_at, updated_at) "
+                "VALUES (?, 0, NULL, NULL, ?, ?, ?)",
+                [user_id, nametag_generate(), number, number],
+            )
+            execute("INSERT INTO user_connector_keys (user_id, connector_key) VALUES (?, ?)", [user_id, key])
+            execute("COMMIT")
+        return RESOLVES
+
+
+async def workload_run(folder: Path, synchronous: str, results: dict[str, Result]) -> None:
+    """Runs each phase on the port, then on the reference, so both see the machine in the same state."""
+    storage = await database_prepare(folder / "port.db", synchronous)
+    reference_storage = await database_prepare(folder / "reference.db", synchronous)
+    await database_close(reference_storage.db)  # same schema and bootstrap owner, then plain sqlite3 only
+    owner = await storage.users.find_owner()
+    assert owner is not None
+    agents = [agent_build(number, owner.id, 1_772_000_000_000) for number in range(AGENTS)]
+    port = PortRun(storage, agents)
+    reference = ReferenceRun(folder / "reference.db", synchronous, agents)
+    try:
+        for key, result in results.items():
+            start = time.perf_counter()
+            done = await getattr(port, key)()
+            result.port = rate(done, time.perf_counter() - start)
+            start = time.perf_counter()
+            checked = getattr(reference, key)()
+            result.reference = rate(checked, time.perf_counter() - start)
+            assert done == checked == result.count, (key, done, checked)
+    finally:
+        reference.connection.close()
+        await database_close(storage.db)
+
+
+def targets_apply(results: dict[str, Result]) -> None:
+    for key in ("create", "append", "inbox"):
+        result = results[key]
+        result.target, result.met = ">= 0.75x reference", result.port >= 0.75 * result.reference
+    checks = {"find": 200_000, "history": 150_000, "resolve": 1_000}
+    for key, floor in checks.items():
+        result = results[key]
+        result.target, result.met = f">= {floor:,}/s", result.port >= floor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], type=str.upper)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--dir", type=Path, help="folder for the two database files (default: a new temp folder)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the whole workload; figures are medians")
+    options = parser.parse_args()
+    if options.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    results = {
+        "create": Result("create_agent_with_session", AGENTS, "ops/s"),
+        "append": Result("append_history (note)", APPENDS, "ops/s"),
+        "inbox": Result("inbox.insert", INBOX_ITEMS, "ops/s"),
+        "find": Result("agents.find_by_id (cached)", FINDS, "ops/s"),
+        "history": Result("history of 200 sessions", APPENDS, "records/s"),
+        "resolve": Result("resolve_user_by_connector_key (new)", RESOLVES, "ops/s"),
+    }
+    runs: list[dict[str, Result]] = []
+    started = time.perf_counter()
+    for _ in range(options.repeat):
+        folder = Path(tempfile.mkdtemp(prefix="daycare-w1-", dir=options.dir))
+        try:
+            run = {key: dataclasses.replace(result) for key, result in results.items()}
+            asyncio.run(workload_run(folder, options.synchronous, run))
+            runs.append(run)
+            machine = machine_describe(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    for key, result in results.items():
+        result.port = statistics.median(run[key].port for run in runs)
+        result.reference = statistics.median(run[key].reference for run in runs)
+    targets_apply(results)
+    elapsed = time.perf_counter() - started
+
+    if options.json:
+        report = {
+            "workload": "W1",
+            "synchronous": options.synchronous,
+            "journal_mode": "WAL",
+            "seconds": round(elapsed, 2),
+            "runs": options.repeat,
+            "figures": "medians over the runs",
+            "machine": machine,
+            "operations": {
+                result.name: {
+                    "count": result.count,
+                    "unit": result.unit,
+                    "port": round(result.port, 1),
+                    "reference": round(result.reference, 1),
+                    "ratio": round(result.port / result.reference, 3),
+                    "target": result.target,
+                    "met": result.met,
+                }
+                for result in results.values()
+            },
+        }
+        print(json.dumps(report, indent=2))
+        return
+    print(f"W1, journal_mode=WAL, synchronous={options.synchronous}: medians of {options.repeat} runs, {elapsed:.1f} s")
+    print(f"machine: {machine['nproc']} x {machine['cpu']}; {machine['disk']}")
+    print(f"         Python {machine['python']}, SQLite {machine['sqlite']}")
+    header = f"{'operation':<38}{'count':>7}{'port':>12}{'reference':>12}{'ratio':>8}  {'target':<20}"
+    print(header)
+    print("-" * len(header))
+    for result in results.values():
+        status = "" if result.met is None else ("met" if result.met else "MISSED")
+        print(
+            f"{result.name:<38}{result.count:>7}{result.port:>12,.0f}{result.reference:>12,.0f}"
+            f"{result.port / result.reference:>8.2f}  {result.target:<20}{status}"
+        )
+    print("(port and reference in ops/s; the history row in records/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Builders shared by the storage tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daycare.storage.agents import AgentRecord
+from daycare.storage.storage import Storage
+
+PERMISSIONS = {"workingDir": "/workspace", "writeDirs": ["/workspace"]}
+
+
+def agent_record(agent_id: str, user_id: str, **changes: Any) -> AgentRecord:
+    """A cron agent like the legacy specs build: no session, no tokens, empty stats."""
+    fields: dict[str, Any] = {
+        "id": agent_id,
+        "user_id": user_id,
+        "type": "cron",
+        "descriptor": {"type": "cron", "id": agent_id, "name": "job"},
+        "active_session_id": None,
+        "permissions": PERMISSIONS,
+        "tokens": None,
+        "stats": {},
+        "lifecycle": "active",
+        "created_at": 1,
+        "updated_at": 1,
+    }
+    fields.update(changes)
+    return AgentRecord(**fields)
+
+
+async def owner_id(storage: Storage) -> str:
+    """The bootstrap owner's id (the first of `users.find_many()`, as in the legacy specs)."""
+    owner = await storage.users.find_owner()
+    assert owner is not None
+    return owner.id
+
+
+async def agent_storage(storage: Storage, agent_id: str = "agent-1") -> Storage:
+    """The legacy specs' createTestStorage: the storage with one cron agent of the owner."""
+    await storage.agents.create(agent_record(agent_id, await owner_id(storage)))
+    return storage

@@ -1,0 +1,58 @@
+"""config_load: --db, --settings, DAYCARE_DB_URL, ~/.daycare/settings.json, then the default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from daycare.config import config_load
+from daycare.storage.errors import StorageError
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    return tmp_path / "home"
+
+
+def test_default_is_daycare_db_in_the_home_folder(home: Path) -> None:
+    config = config_load(environ={})
+    assert config.db_location == str(home / ".daycare" / "daycare.db")
+    assert config.source == "default"
+
+
+def test_default_settings_file_moves_the_database(home: Path, tmp_path: Path) -> None:
+    (home / ".daycare").mkdir()
+    (home / ".daycare" / "settings.json").write_text(json.dumps({"engine": {"dataDir": str(tmp_path / "d")}}))
+    assert config_load(environ={}).db_location == str(tmp_path / "d" / "daycare.db")
+
+
+def test_db_path_wins_over_data_dir(home: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"engine": {"dataDir": str(tmp_path / "d"), "dbPath": str(tmp_path / "x.db")}}))
+    config = config_load(settings=settings, environ={})
+    assert config.db_location == str(tmp_path / "x.db")
+    assert config.data_dir == tmp_path / "d"
+
+
+def test_order_is_flag_then_settings_flag_then_environment(home: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"engine": {"dbPath": str(tmp_path / "s.db")}}))
+    environ = {"DAYCARE_DB_URL": "sqlite:///env.db"}
+    assert config_load(db="flag.db", settings=settings, environ=environ).db_location == "flag.db"
+    assert config_load(settings=settings, environ=environ).db_location == str(tmp_path / "s.db")
+    assert config_load(environ=environ).db_location == "sqlite:///env.db"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{not json", "is not valid JSON"), ('{"engine": {"dbPath": 42}}', "engine.dbPath must be a non-empty string")],
+)
+def test_bad_settings_are_explained(tmp_path: Path, content: str, message: str) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text(content)
+    with pytest.raises(StorageError, match=message):
+        config_load(settings=settings, environ={})
