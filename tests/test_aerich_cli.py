@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -63,11 +64,15 @@ def test_aerich_upgrade_creates_a_fresh_file_like_daycare_upgrade(tmp_path: Path
 
 
 def test_aerich_upgrade_refuses_what_daycare_refuses(legacy_copy: Callable[[str], Path]) -> None:
-    path = legacy_copy("at_20260224_add_memory_columns.db")
+    path = legacy_copy("populated.db")
+    connection = sqlite3.connect(path)
+    connection.execute("DROP INDEX idx_users_nametag")
+    connection.commit()
+    connection.close()
     sha = file_sha256(path)
     result = aerich("upgrade", db=path)
     assert result.returncode != 0
-    assert "legacy migration steps never ran" in result.stdout + result.stderr
+    assert "differs from the legacy final schema" in result.stdout + result.stderr
     assert file_sha256(path) == sha
 
 

@@ -71,11 +71,15 @@ def test_check_reports_drift_per_table_and_exits_1(legacy_copy: Callable[[str], 
 def test_user_errors_are_a_few_lines_without_traceback(tmp_path: Path, legacy_copy: Callable[[str], Path]) -> None:
     text_file = tmp_path / "notes.db"
     text_file.write_text("not a database")
-    partial = legacy_copy("at_20260222_add_processes.db")
-    sha = file_sha256(partial)
+    drifted = legacy_copy("populated.db")
+    connection = sqlite3.connect(drifted)
+    connection.execute("DROP INDEX idx_agents_user_id")
+    connection.commit()
+    connection.close()
+    sha = file_sha256(drifted)
     cases = [
         (("upgrade", "--db", str(text_file)), "not a readable SQLite database"),
-        (("upgrade", "--db", str(partial)), "legacy migration steps never ran"),
+        (("upgrade", "--db", str(drifted)), "differs from the legacy final schema"),
         (("db", "status", "--db", str(tmp_path / "missing.db")), "Database file not found"),
         (("upgrade", "--settings", str(tmp_path / "nope.json")), "Settings file not found"),
         (("upgrade", "--db", "mysql://localhost/x"), "Unsupported database URL scheme"),
@@ -86,7 +90,7 @@ def test_user_errors_are_a_few_lines_without_traceback(tmp_path: Path, legacy_co
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) <= 6
-    assert file_sha256(partial) == sha
+    assert file_sha256(drifted) == sha
     assert not (tmp_path / "missing.db").exists()
 
 

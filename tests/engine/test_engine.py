@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +40,11 @@ async def test_a_second_engine_on_the_same_file_only_opens_it(tmp_path: Path) ->
 
 
 async def test_a_refused_file_fails_start_and_leaves_nothing_open(legacy_copy: Callable[[str], Path]) -> None:
-    path = legacy_copy("at_20260226_rename_usertag_to_nametag.db")
+    path = legacy_copy("populated.db")
+    connection = sqlite3.connect(path)
+    connection.execute("DROP INDEX idx_users_nametag")
+    connection.commit()
+    connection.close()
     sha = file_sha256(path)
     engine = Engine(engine_config(path))
     with pytest.raises(DatabaseRefused):

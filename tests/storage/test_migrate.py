@@ -147,9 +147,24 @@ async def test_refuses_another_applications_file_and_keeps_its_journal_mode(tmp_
     assert file_query(path, "PRAGMA journal_mode") == [("delete",)]
 
 
-async def test_refuses_a_partial_legacy_file_and_names_the_missing_steps(legacy_copy: Callable[[str], Path]) -> None:
+async def test_a_partial_legacy_file_gets_its_missing_steps(legacy_copy: Callable[[str], Path]) -> None:
+    """Issue 5: the missing legacy steps run before adoption (tests/storage/legacy/ covers them in depth)."""
     path = legacy_copy("at_20260301_add_token_stats.db")
-    await assert_refused(path, "4 of the 33", "20260302_cleanup_rlm_snapshot_payloads", "20260224_add_system_prompts")
+    applied = await migrate_file(path)
+    assert applied[:4] == ["20260302_cleanup_rlm_snapshot_payloads", "20260303_drop_trigger_code",
+                           "20260304_scope_task_ids_per_user", "20260224_add_system_prompts"]  # fmt: skip
+    assert file_master(path) == legacy_schema_sql()
+
+
+async def test_refuses_a_partial_legacy_file_holding_another_applications_table(
+    legacy_copy: Callable[[str], Path],
+) -> None:
+    path = legacy_copy("at_20260301_add_token_stats.db")
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    connection.commit()
+    connection.close()
+    await assert_refused(path, "not a Daycare file", "invoices")
 
 
 async def test_refuses_a_file_from_a_newer_daycare(legacy_copy: Callable[[str], Path]) -> None:

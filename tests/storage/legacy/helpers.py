@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
@@ -14,32 +13,15 @@ from daycare.storage.legacy.catch_up import database_folder, legacy_catch_up
 from daycare.storage.legacy.chain import LEGACY_CHAIN
 from daycare.storage.legacy.context import StepContext
 from daycare.storage.progress import progress_none
-from tests.conftest import legacy_path
 
-OWNER_DEFAULT = re.compile(r"(user_id TEXT NOT NULL DEFAULT ')[^']*(')")
 STEPS = {step.name: step for step in LEGACY_CHAIN}
 
 
-def schema_expected() -> dict[str, str]:
-    """Every named object of ../shared/legacy/schema.sql: {name: sql}."""
-    text = legacy_path("schema.sql").read_text(encoding="utf-8")
-    found = re.finditer(
-        r"^-- (?:table|index|trigger): (\S+) \(tbl_name=\S+\)\n(CREATE .*?);\n(?=\n|\Z)", text, re.S | re.M
-    )
-    return {match.group(1): OWNER_DEFAULT.sub(r"\1<owner>\2", match.group(2)) for match in found}
-
-
 def connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path)
+    """A read-only connection with rows as sqlite3.Row (a WAL file needs its folder writable)."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     connection.row_factory = sqlite3.Row
     return connection
-
-
-def schema_of(path: Path) -> dict[str, str]:
-    """The sqlite_master text of a file's objects (Aerich's table aside), owner default masked."""
-    with closing(connect(path)) as connection:
-        rows = connection.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name != 'aerich'")
-        return {row["name"]: OWNER_DEFAULT.sub(r"\1<owner>\2", row["sql"]) for row in rows}
 
 
 def tables_dump(path: Path) -> dict[str, list[dict[str, Any]]]:

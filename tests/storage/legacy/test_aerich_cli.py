@@ -17,7 +17,8 @@ from typing import Any
 from daycare.storage.database import database_close, database_open
 from daycare.storage.migrate import database_migrate
 from tests.conftest import ROOT, legacy_dump
-from tests.storage.legacy.helpers import connect, schema_expected, schema_of, tables_dump
+from tests.sqlite_files import file_master, file_query, legacy_schema_sql
+from tests.storage.legacy.helpers import tables_dump
 
 NAME = "at_20260222_add_processes__cron_without_task"
 
@@ -43,8 +44,7 @@ def canonical(dump: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str,
 
 
 def aerich_versions(path: Path) -> list[str]:
-    with connect(path) as connection:
-        return [row[0] for row in connection.execute("SELECT version FROM aerich ORDER BY id")]
+    return [row[0] for row in file_query(path, "SELECT version FROM aerich ORDER BY id")]
 
 
 async def test_aerich_upgrade_equals_database_migrate(legacy_copy: Callable[[str], Path], tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ async def test_aerich_upgrade_equals_database_migrate(legacy_copy: Callable[[str
 
     assert result.returncode == 0, result.stderr
     assert "0_20261126000000_baseline.py" in result.stdout
-    assert schema_of(by_aerich) == schema_of(by_daycare) == schema_expected()
+    assert file_master(by_aerich) == file_master(by_daycare) == legacy_schema_sql()
     assert aerich_versions(by_aerich) == aerich_versions(by_daycare) == ["0_20261126000000_baseline.py"]
     assert canonical(tables_dump(by_aerich)) == canonical(tables_dump(by_daycare))
     # Afterwards either runner finds nothing to do.

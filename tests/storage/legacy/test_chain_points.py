@@ -16,7 +16,8 @@ import pytest
 from daycare.storage.database import Database, database_close, database_open
 from daycare.storage.legacy import LEGACY_STEPS
 from daycare.storage.migrate import database_migrate
-from tests.storage.legacy.helpers import chain_run, execute, rows, schema_expected, schema_of, tables_dump
+from tests.sqlite_files import file_master, legacy_schema_sql
+from tests.storage.legacy.helpers import chain_run, execute, rows, tables_dump
 
 SNAPSHOT = '{"toolCallId":"t1","snapshot":"QUJD","snapshotId":"not-a-cuid","toolName":"read","args":{"n":1.5}}'
 SNAPSHOT_CLEANED = '{"toolCallId":"t1","toolName":"read","args":{"n":1.5}}'
@@ -314,7 +315,7 @@ async def test_file_at_each_point_of_the_chain_upgrades(point: int, tmp_path: Pa
     finally:
         await database_close(db)
 
-    assert schema_of(path) == schema_expected()
+    assert file_master(path) == legacy_schema_sql()
     dump = tables_dump(path)
     assert {row["name"] for row in dump["_migrations"]} == set(LEGACY_STEPS)
     owner = next(user["id"] for user in dump["users"] if user["is_owner"])

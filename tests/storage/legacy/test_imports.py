@@ -19,7 +19,8 @@ import pytest
 from daycare.storage.database import Database, database_close, database_open
 from daycare.storage.legacy import LEGACY_STEPS
 from daycare.storage.migrate import database_migrate
-from tests.storage.legacy.helpers import chain_run, execute, rows, schema_expected, schema_of, steps_run, tables_dump
+from tests.sqlite_files import file_master, legacy_schema_sql
+from tests.storage.legacy.helpers import chain_run, execute, rows, steps_run, tables_dump
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "legacy_folders"
 SKIPPED = {
@@ -78,7 +79,7 @@ async def test_first_start_imports_every_legacy_folder(tmp_path: Path, warnings:
         await database_close(db)
 
     assert applied == [*LEGACY_STEPS, "0_20261126000000_baseline.py"]
-    assert schema_of(folder / "daycare.db") == schema_expected()
+    assert file_master(folder / "daycare.db") == legacy_schema_sql()
     dump = tables_dump(folder / "daycare.db")
     skipped = {record.args[0] for record in warnings.records if isinstance(record.args, tuple)}
     assert {str(Path(path).relative_to(folder)) for path in skipped} == SKIPPED
