@@ -1,4 +1,8 @@
-"""The legacy TypeScript migration chain: its 33 step names, in the order it ran them."""
+"""The legacy TypeScript migration chain: its 33 step names, in the order it ran them.
+
+The steps themselves, ported, are in `steps/` (listed in `chain.py`); `catch_up.py` runs the
+ones a file lacks before the baseline adopts it.
+"""
 
 from __future__ import annotations
 

@@ -114,7 +114,8 @@ async def legacy_catch_up(
         except (StorageError, BaseORMException, OSError) as exc:
             raise LegacyStepFailed(
                 f"Legacy step {step.name} failed: {exc}",
-                f"It was rolled back; the {len(applied)} legacy step(s) before it stay applied.",
-                "Fix the cause and run daycare upgrade again, or restore the backup (<name>.bak-<time>).",
+                "It was rolled back. Under daycare upgrade the steps before it stay applied; under aerich"
+                " upgrade nothing was kept.",
+                "Fix the cause and run the upgrade again, or restore the backup (<name>.bak-<time>).",
             ) from exc
     return applied

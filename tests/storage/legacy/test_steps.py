@@ -13,7 +13,9 @@ from tortoise.exceptions import IntegrityError
 
 from daycare.storage.database import Database, database_close, database_open
 from daycare.storage.errors import StorageError
+from daycare.storage.inspection import file_inspect
 from daycare.storage.legacy import LEGACY_STEPS
+from daycare.storage.legacy.catch_up import legacy_steps_missing
 from tests.storage.legacy.helpers import chain_run, execute, rows, steps_run
 
 
@@ -540,3 +542,21 @@ async def test_scope_task_ids_fills_blank_users_and_copies_tasks_across_users(ra
         {"id": "hb-owner", "user_id": owner},
     ]
     assert await rows(raw, "SELECT * FROM pragma_foreign_key_check('tasks_cron')") == []
+
+
+async def test_runner_applies_steps_once_and_is_idempotent(raw: Database) -> None:
+    """migrationRun spec: the first run applies and records every step; the second applies none."""
+    assert await chain_run(raw, LEGACY_STEPS) == list(LEGACY_STEPS)
+    assert await chain_run(raw, LEGACY_STEPS) == []
+    recorded = await rows(raw, "SELECT name FROM _migrations ORDER BY name")
+    assert [row["name"] for row in recorded] == sorted(LEGACY_STEPS)
+
+
+async def test_missing_steps_are_the_unrecorded_names_in_legacy_order(tmp_path: Path, raw: Database) -> None:
+    """migrationPending spec: all steps without a _migrations table, else those not recorded (a set)."""
+    assert await legacy_steps_missing(raw.connection(), await file_inspect(raw.connection())) == []  # new, no folders
+    (tmp_path / "cron").mkdir()
+    assert await legacy_steps_missing(raw.connection(), await file_inspect(raw.connection())) == list(LEGACY_STEPS)
+    await chain_run(raw, [LEGACY_STEPS[32], LEGACY_STEPS[0]])  # recorded out of order
+    missing = await legacy_steps_missing(raw.connection(), await file_inspect(raw.connection()))
+    assert missing == list(LEGACY_STEPS[1:32])

@@ -1,4 +1,4 @@
-"""20260219_initial: Creates agents, sessions and session_history with their indexes."""
+"""20260219_initial: creates agents, sessions and session_history with their indexes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""20260220_add_users: Creates users and user_connector_keys, and the index that allows one owner."""
+"""20260220_add_users: creates users and user_connector_keys, and the index that allows one owner."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""20260220_add_tasks: Creates the first trigger tables: tasks_cron (task_uid, prompt) and tasks_heartbeat (prompt)."""
+"""20260220_add_tasks: creates the first trigger tables: tasks_cron (task_uid, prompt) and tasks_heartbeat (prompt)."""
 
 from __future__ import annotations
 

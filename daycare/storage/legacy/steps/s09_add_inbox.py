@@ -1,4 +1,4 @@
-"""20260221_add_inbox: Creates the durable agent inbox."""
+"""20260221_add_inbox: creates the durable agent inbox."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""20260222_add_signals: Creates signal events, subscriptions and delayed signals."""
+"""20260222_add_signals: creates signal events, subscriptions and delayed signals."""
 
 from __future__ import annotations
 

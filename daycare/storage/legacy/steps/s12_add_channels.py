@@ -1,4 +1,4 @@
-"""20260222_add_channels: Creates channels, their members and their messages."""
+"""20260222_add_channels: creates channels, their members and their messages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""20260222_add_expose: Creates expose endpoints."""
+"""20260222_add_expose: creates expose endpoints."""
 
 from __future__ import annotations
 

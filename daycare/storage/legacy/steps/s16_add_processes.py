@@ -1,4 +1,4 @@
-"""20260222_add_processes: Creates durable process records."""
+"""20260222_add_processes: creates durable process records."""
 
 from __future__ import annotations
 

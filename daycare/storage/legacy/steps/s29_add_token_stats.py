@@ -1,4 +1,4 @@
-"""20260301_add_token_stats: Creates hourly token usage rollups (composite primary key) and their indexes."""
+"""20260301_add_token_stats: creates hourly token usage rollups (composite primary key) and their indexes."""
 
 from __future__ import annotations
 

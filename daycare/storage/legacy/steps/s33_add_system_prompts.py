@@ -1,4 +1,4 @@
-"""20260224_add_system_prompts: Creates configurable system prompts (last in the chain despite its date)."""
+"""20260224_add_system_prompts: creates configurable system prompts (last in the chain despite its date)."""
 
 from __future__ import annotations
 
