@@ -6,17 +6,11 @@ Each repository falls back to a default instead of failing when a stored JSON va
 
 from __future__ import annotations
 
-import json
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from daycare.storage.records import FrozenList, frozen
+from daycare.storage.records import FrozenList, frozen, json_decode
 
 T = TypeVar("T")
-
-
-def _constant_reject(name: str) -> NoReturn:
-    # JS JSON.parse rejects NaN and Infinity; Python would accept them.
-    raise ValueError(f"{name} is not JSON")
 
 
 def json_decode_or(text: str | None, fallback: T) -> Any | T:
@@ -24,7 +18,7 @@ def json_decode_or(text: str | None, fallback: T) -> Any | T:
     if text is None:
         return fallback
     try:
-        return frozen(json.loads(text, parse_constant=_constant_reject))
+        return json_decode(text)
     except (ValueError, TypeError):
         return fallback
 

@@ -22,9 +22,26 @@ def json_encode(value: Any) -> str:
     return _encoder.encode(value)
 
 
+def _constant_reject(name: str) -> NoReturn:
+    # JS JSON.parse rejects NaN and Infinity; Python's parser would accept them.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _object_freeze(pairs: list[tuple[str, Any]]) -> FrozenDict:
+    # Objects arrive with their members already parsed (inner objects frozen by this hook); only
+    # lists still need freezing, which is cheaper than walking the whole value afterwards.
+    result = FrozenDict()
+    dict.update(result, ((key, frozen(value) if type(value) is list else value) for key, value in pairs))
+    return result
+
+
+_decoder = json.JSONDecoder(object_pairs_hook=_object_freeze, parse_constant=_constant_reject)
+
+
 def json_decode(text: str) -> Any:
-    """Parses JSON text into frozen values."""
-    return frozen(json.loads(text))
+    """Parses strict JSON (no NaN, like JS) into frozen values; raises ValueError when it is not JSON."""
+    value = _decoder.decode(text)
+    return frozen(value) if type(value) is list else value
 
 
 def _read_only(*_: Any, **__: Any) -> NoReturn:

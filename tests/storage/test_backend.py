@@ -100,3 +100,24 @@ async def test_a_failed_commit_rolls_back_and_frees_the_connection(db: Database)
             await tx.execute_query("INSERT INTO child VALUES (42)")
     rows = await asyncio.wait_for(db.connection().execute_query_dict("SELECT count(*) AS n FROM child"), timeout=1)
     assert rows == [{"n": 0}]
+
+
+async def test_a_burst_of_statements_still_lets_other_tasks_run(db: Database) -> None:
+    await db.connection().execute_script("CREATE TABLE burst (n INTEGER);")
+    ticks: list[int] = []
+    done = False
+
+    async def ticker() -> None:
+        while not done:
+            ticks.append(len(ticks))
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    ticks_before = len(ticks)
+    for n in range(3000):  # tens of milliseconds of statements, with no await that must suspend
+        await db.connection().execute_query("INSERT INTO burst VALUES (?)", [n])
+    ticks_during = len(ticks) - ticks_before
+    done = True
+    await task
+    assert ticks_during >= 3
