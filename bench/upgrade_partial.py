@@ -6,8 +6,8 @@
     python bench/upgrade_partial.py --json
     python bench/upgrade_partial.py --dir /var/tmp     # the scratch file on another disk
 
-The file stops after legacy step 26 (before both table rebuilds and the snapshot cleanup),
-like a 2026-02-26 install: the ported steps 1-26 build it, then plain sqlite3 fills it with
+The file stops after legacy step 26 (`--stop-after`; before both table rebuilds and the
+snapshot cleanup), like a 2026-02-26 install: the ported steps 1-26 build it, then plain sqlite3 fills it with
 history (a mix of record types; `--snapshots` rlm_tool_call rows carry an embedded snapshot
 of `--snapshot-kb` KB and a non-cuid2 snapshotId), 200 cron and 200 heartbeat triggers (half
 without a task) and their tasks. The upgrade (`database_migrate`, backup included) then runs
@@ -42,10 +42,10 @@ from daycare.storage.progress import progress_none  # noqa: E402
 STOP_AFTER = LEGACY_STEPS.index("20260226_rename_usertag_to_nametag") + 1
 
 
-async def chain_build(path: Path) -> None:
+async def chain_build(path: Path, stop_after: int) -> None:
     db = await database_open(path)
     try:
-        await legacy_catch_up(db.connection(), LEGACY_STEPS[:STOP_AFTER], notify=lambda _: None, progress=progress_none)
+        await legacy_catch_up(db.connection(), LEGACY_STEPS[:stop_after], notify=lambda _: None, progress=progress_none)
     finally:
         await database_close(db)
 
@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--snapshots", type=int, default=3_000)
     parser.add_argument("--snapshot-kb", type=int, default=8)
+    parser.add_argument("--stop-after", type=int, default=STOP_AFTER, help="last legacy step in the file (20-32)")
     parser.add_argument("--dir", help="folder for the scratch file (default: the system temp folder)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--upgrade", metavar="PATH", help=argparse.SUPPRESS)  # the child process
@@ -159,7 +160,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         path = Path(folder) / "daycare.db"
-        asyncio.run(chain_build(path))
+        asyncio.run(chain_build(path, args.stop_after))
         fill(path, args.rows, args.snapshots, args.snapshot_kb)
         size_mb = path.stat().st_size / 2**20
         child = subprocess.run(
@@ -168,12 +169,12 @@ def main() -> None:
         result = json.loads(child.stdout)
         after_mb = path.stat().st_size / 2**20 + (path.with_name(path.name + "-wal").stat().st_size / 2**20
                                                   if path.with_name(path.name + "-wal").exists() else 0)  # fmt: skip
-    result.update(rows=args.rows, snapshots=args.snapshots, snapshot_kb=args.snapshot_kb,
+    result.update(rows=args.rows, snapshots=args.snapshots, snapshot_kb=args.snapshot_kb, stop_after=args.stop_after,
                   file_mb_before=round(size_mb, 1), file_mb_after=round(after_mb, 1), cpus=os.cpu_count())  # fmt: skip
     if args.json:
         print(json.dumps(result))
         return
-    print(f"partial file (steps 1-{STOP_AFTER}): {args.rows:,} history rows, {args.snapshots:,} with a "
+    print(f"partial file (steps 1-{args.stop_after}): {args.rows:,} history rows, {args.snapshots:,} with a "
           f"{args.snapshot_kb} KB snapshot; {size_mb:.1f} MB")  # fmt: skip
     print(f"upgrade ({result['steps_applied']} steps incl. the baseline, backup included): {result['seconds']} s")
     print(f"peak RSS {result['rss_peak_mb']} MB (the process held {result['rss_before_mb']} MB before upgrading)")
