@@ -25,7 +25,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def tables_dump(path: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table, ordered by its primary key (sqlite_sequence by name); Aerich's own aside."""
+    """Every row of every table but Aerich's, ordered by its primary key (sqlite_sequence by name)."""
     dump = {}
     with closing(connect(path)) as connection:
         tables = [
@@ -39,8 +39,7 @@ def tables_dump(path: Path) -> dict[str, list[dict[str, Any]]]:
                 if r["pk"]
             ]
             order = ", ".join(f'"{key}"' for key in keys) or '"name"'
-            found = [dict(row) for row in connection.execute(f'SELECT * FROM "{table}" ORDER BY {order}')]
-            dump[table] = [row for row in found if table != "sqlite_sequence" or row["name"] != "aerich"]
+            dump[table] = [dict(row) for row in connection.execute(f'SELECT * FROM "{table}" ORDER BY {order}')]
     return dump
 
 
