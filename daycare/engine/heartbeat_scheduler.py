@@ -68,7 +68,7 @@ class HeartbeatScheduler:
         self._clock = clock
         self._running = False
         self.next_run_at: int | None = None
-        self._ticker = Ticker("heartbeat", self._step, sleep, first_delay_ms=interval_ms)
+        self._ticker = Ticker("heartbeat", self._step, sleep)
 
     async def start(self) -> None:
         """Starts the interval: the first run comes `interval_ms` from now."""
@@ -141,6 +141,8 @@ class HeartbeatScheduler:
         return await self._heartbeat_tasks.delete(trigger_id)
 
     async def _step(self) -> int:
+        if self.next_run_at is not None and self._clock() < self.next_run_at:
+            return self.next_run_at - self._clock()
         await self.run_now()
         self.next_run_at = self._clock() + self.interval_ms
         return self.interval_ms

@@ -22,13 +22,10 @@ Step = Callable[[], Awaitable[int | None]]
 class Ticker:
     """Runs `step` in a task until `stop()`; a step that raises is logged and retried after `error_delay_ms`."""
 
-    def __init__(
-        self, name: str, step: Step, sleep: Sleep, *, first_delay_ms: int | None = 0, error_delay_ms: int = 1000
-    ) -> None:
+    def __init__(self, name: str, step: Step, sleep: Sleep, *, error_delay_ms: int = 1000) -> None:
         self.name = name
         self._step = step
         self._sleep = sleep
-        self._first_delay_ms = first_delay_ms
         self._error_delay_ms = error_delay_ms
         self._wake = asyncio.Event()
         self._stopping = False
@@ -56,7 +53,7 @@ class Ticker:
             await task
 
     async def _run(self) -> None:
-        delay = self._first_delay_ms
+        delay: int | None = 0
         while True:
             if delay != 0:
                 await self._wait(delay)
