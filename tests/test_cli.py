@@ -140,8 +140,8 @@ def test_start_runs_until_sigterm_then_exits_0_and_leaves_a_sound_file(tmp_path:
             started = process.stderr.readline()
             if "engine started" in started or not started:
                 break
-        assert started.startswith(f"daycare.engine: engine started on {path} (schema aerich: 1 migrations applied")
-        assert "1 users, 0 agents, 0 cron triggers, 0 heartbeat triggers" in started
+        assert started.startswith(f"daycare.engine: engine started on {path} (schema aerich: 1 migration applied")
+        assert "1 user, 0 agents, 0 cron triggers, 0 heartbeat triggers" in started
         assert started.rstrip().endswith("services: signals, channels, crons, heartbeats, delayed signals")
         process.send_signal(signal.SIGTERM)
         _, rest = process.communicate(timeout=60)

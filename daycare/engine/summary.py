@@ -25,19 +25,30 @@ class EngineSummary:
     services: tuple[str, ...]
 
     def line(self) -> str:
+        counts = ", ".join(
+            _counted(number, noun)
+            for number, noun in (
+                (self.users, "user"),
+                (self.agents, "agent"),
+                (self.cron_triggers, "cron trigger"),
+                (self.heartbeat_triggers, "heartbeat trigger"),
+            )
+        )
         return (
-            f"engine started on {self.database} (schema {self.schema}); "
-            f"{self.users} users, {self.agents} agents, "
-            f"{self.cron_triggers} cron triggers, {self.heartbeat_triggers} heartbeat triggers; "
+            f"engine started on {self.database} (schema {self.schema}); {counts}; "
             f"services: {', '.join(self.services) or 'none'}"
         )
+
+
+def _counted(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 async def engine_summary(db: Database, services: Sequence[str]) -> EngineSummary:
     """Reads the counts and the migration state of an open, migrated database."""
     status = await database_status(db)
     pending = f"{len(status.pending)} pending" if status.pending else "none pending"
-    schema = f"{status.state.kind.value}: {len(status.applied)} migrations applied, {pending}"
+    schema = f"{status.state.kind.value}: {_counted(len(status.applied), 'migration')} applied, {pending}"
     rows = await db.connection().execute_query_dict(_COUNTS)
     counts = rows[0]
     return EngineSummary(

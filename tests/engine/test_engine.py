@@ -222,8 +222,8 @@ async def test_the_summary_names_the_file_its_state_counts_and_services(tmp_path
     async with Engine(engine_config(path)) as engine:
         line = (await engine.summary()).line()
     assert line == (
-        f"engine started on {path} (schema aerich: 1 migrations applied, none pending); "
-        "1 users, 0 agents, 0 cron triggers, 0 heartbeat triggers; "
+        f"engine started on {path} (schema aerich: 1 migration applied, none pending); "
+        "1 user, 0 agents, 0 cron triggers, 0 heartbeat triggers; "
         "services: signals, channels, crons, heartbeats, delayed signals"
     )
 
