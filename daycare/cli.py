@@ -133,8 +133,11 @@ async def command_start(config: Config, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    async with Engine(config):
+    log = logging.getLogger("daycare.engine")
+    async with Engine(config) as engine:
+        log.info("%s", (await engine.summary()).line())
         await stopping.wait()
+        log.info("stopping the engine")
     return 0
 
 

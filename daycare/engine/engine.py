@@ -1,46 +1,212 @@
-"""The engine: owns the one database, from its async start to its async stop."""
+"""The engine: owns the one database and wires every storage-backed service to it by injection.
+
+`start()` follows the legacy order: open and migrate the database, make sure the owner user
+exists, load the channels (subscribing their members again), then start crons, heartbeats
+and delayed signals. `stop()` stops those in reverse order and closes the database last. A
+failure during `start()` undoes what it had done, so nothing is left running or open.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Protocol
 
 from daycare.config import Config
+from daycare.engine.agent_system import signal_deliver
+from daycare.engine.channels import Channels
+from daycare.engine.crons import Crons
+from daycare.engine.delayed_signals import DelayedSignals
+from daycare.engine.durable_inbox import DurableInboxAgentSystem
+from daycare.engine.events import EngineEvents
+from daycare.engine.heartbeat_scheduler import DEFAULT_INTERVAL_MS
+from daycare.engine.heartbeats import Heartbeats
+from daycare.engine.signals import Signal, Signals, SignalSubscription
+from daycare.engine.summary import EngineSummary, engine_summary
+from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
 from daycare.storage.database import Database, database_close, database_open
 from daycare.storage.migrate import database_migrate
 from daycare.storage.storage import Storage
+from daycare.storage.users import UserRecord
+
+log = logging.getLogger("daycare.engine")
+
+
+class _Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineServices:
+    """The services of a started engine, all on its one Storage."""
+
+    storage: Storage
+    events: EngineEvents
+    agent_system: DurableInboxAgentSystem
+    signals: Signals
+    delayed_signals: DelayedSignals
+    channels: Channels
+    crons: Crons
+    heartbeats: Heartbeats
+
+
+async def owner_ensure(storage: Storage) -> UserRecord:
+    """The owner user, created if the file has none (legacy `ownerCtxEnsure`)."""
+    owner = await storage.users.find_owner()
+    if owner is not None:
+        return owner
+    try:
+        return await storage.create_user(is_owner=True)
+    except Exception:
+        # Another writer may have created it meanwhile.
+        owner = await storage.users.find_owner()
+        if owner is None:
+            raise RuntimeError("Failed to resolve owner user") from None
+        return owner
+
+
+def services_build(
+    storage: Storage, config: Config, *, clock: Clock, sleep: Sleep, heartbeat_interval_ms: int
+) -> EngineServices:
+    """Builds every service on `storage`: each gets its repositories and the services it needs."""
+    events = EngineEvents()
+    agent_system = DurableInboxAgentSystem(storage=storage, users_dir=config.data_dir / "users", clock=clock)
+
+    async def deliver(signal: Signal, subscriptions: list[SignalSubscription]) -> None:
+        await signal_deliver(agent_system, signal, subscriptions)
+
+    signals = Signals(
+        signal_events=storage.signal_events,
+        signal_subscriptions=storage.signal_subscriptions,
+        events=events,
+        on_deliver=deliver,
+        clock=clock,
+    )
+    return EngineServices(
+        storage=storage,
+        events=events,
+        agent_system=agent_system,
+        signals=signals,
+        delayed_signals=DelayedSignals(
+            delayed_signals=storage.delayed_signals, signals=signals, events=events, clock=clock, sleep=sleep
+        ),
+        channels=Channels(
+            channels=storage.channels,
+            channel_messages=storage.channel_messages,
+            signals=signals,
+            agent_system=agent_system,
+            clock=clock,
+        ),
+        crons=Crons(
+            cron_tasks=storage.cron_tasks,
+            heartbeat_tasks=storage.heartbeat_tasks,
+            tasks=storage.tasks,
+            agent_system=agent_system,
+            events=events,
+            clock=clock,
+            sleep=sleep,
+        ),
+        heartbeats=Heartbeats(
+            heartbeat_tasks=storage.heartbeat_tasks,
+            cron_tasks=storage.cron_tasks,
+            tasks=storage.tasks,
+            agent_system=agent_system,
+            events=events,
+            interval_ms=heartbeat_interval_ms,
+            clock=clock,
+            sleep=sleep,
+        ),
+    )
 
 
 class Engine:
-    """Opens and migrates the database in `start()`, hands out `storage`, closes it in `stop()`."""
+    """Opens the database in `start()`, runs the services on it, and closes it in `stop()`."""
 
-    def __init__(self, config: Config, *, backup: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backup: bool = True,
+        clock: Clock = now_ms,
+        sleep: Sleep = sleep_ms,
+        heartbeat_interval_ms: int = DEFAULT_INTERVAL_MS,
+    ) -> None:
         self.config = config
         self.backup = backup
+        self._clock = clock
+        self._sleep = sleep
+        self._heartbeat_interval_ms = heartbeat_interval_ms
         self._db: Database | None = None
-        self._storage: Storage | None = None
+        self._services: EngineServices | None = None
+        self._started: list[tuple[str, _Service]] = []
 
     @property
     def storage(self) -> Storage:
-        if self._storage is None:
+        return self.services.storage
+
+    @property
+    def services(self) -> EngineServices:
+        if self._services is None:
             raise RuntimeError("The engine is not started.")
-        return self._storage
+        return self._services
+
+    @property
+    def started_services(self) -> list[str]:
+        """The running services in start order: signals and channels (loaded), then the schedulers."""
+        if self._services is None:
+            return []
+        return ["signals", "channels", *(name for name, _ in self._started)]
 
     async def start(self) -> None:
         if self._db is not None:
             raise RuntimeError("The engine is already started.")
-        db = await database_open(self.config.db_location)
+        self._db = await database_open(self.config.db_location)
         try:
-            await database_migrate(db, backup=self.backup)
+            await database_migrate(self._db, backup=self.backup)
+            storage = Storage.from_database(self._db)
+            await owner_ensure(storage)
+            services = services_build(
+                storage,
+                self.config,
+                clock=self._clock,
+                sleep=self._sleep,
+                heartbeat_interval_ms=self._heartbeat_interval_ms,
+            )
+            await services.channels.load()
+            for name, service in (
+                ("crons", services.crons),
+                ("heartbeats", services.heartbeats),
+                ("delayed signals", services.delayed_signals),
+            ):
+                # Recorded before it starts: a start that fails half-way is still stopped.
+                self._started.append((name, service))
+                await service.start()
+            self._services = services
         except BaseException:
-            await database_close(db)
+            await self.stop()
             raise
-        self._db = db
-        self._storage = Storage.from_database(db)
 
     async def stop(self) -> None:
-        db, self._db, self._storage = self._db, None, None
-        if db is not None:
-            await database_close(db)
+        """Stops the schedulers in reverse start order, then closes the database; safe to call twice."""
+        started, self._started = self._started, []
+        db, self._db, self._services = self._db, None, None
+        try:
+            for name, service in reversed(started):
+                try:
+                    await service.stop()
+                except Exception:
+                    log.exception("stopping %s failed", name)
+        finally:
+            if db is not None:
+                await database_close(db)
+
+    async def summary(self) -> EngineSummary:
+        """What the running engine holds, for the startup line."""
+        services = self.services
+        return await engine_summary(services.storage.db, self.started_services)
 
     async def __aenter__(self) -> Engine:
         await self.start()

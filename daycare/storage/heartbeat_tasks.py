@@ -7,6 +7,7 @@ only point at a task of its own user.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,10 +128,31 @@ class HeartbeatTasksRepository:
             return removed > 0
 
     async def record_run(self, run_at: int) -> None:
-        """Sets last_run_at = updated_at = run_at on every entry of every user (one statement)."""
+        """Sets last_run_at = updated_at = run_at on every entry of every user (one statement).
+
+        The legacy scheduler stamped every row this way even for a run of some entries; the
+        engine's scheduler uses `record_run_for` with the entries that ran.
+        """
         await HeartbeatTrigger.all().using_db(self._db.connection()).update(last_run_at=run_at, updated_at=run_at)
         for key, record in list(self._cache.records.items()):
             self._cache.records[key] = dataclasses.replace(record, last_run_at=run_at, updated_at=run_at)
+
+    async def record_run_for(self, ids: Collection[str], run_at: int) -> None:
+        """Sets last_run_at = updated_at = run_at on these entries only (one statement); unknown ids are skipped."""
+        if isinstance(ids, str):
+            raise TypeError("record_run_for takes a collection of ids, not one string")
+        wanted = set(ids)
+        if not wanted:
+            return
+        await (
+            HeartbeatTrigger.filter(id__in=sorted(wanted))
+            .using_db(self._db.connection())
+            .update(last_run_at=run_at, updated_at=run_at)
+        )
+        for key in wanted & self._cache.records.keys():
+            self._cache.records[key] = dataclasses.replace(
+                self._cache.records[key], last_run_at=run_at, updated_at=run_at
+            )
 
     async def _load(self, id: str) -> HeartbeatTaskRecord | None:
         row = await HeartbeatTrigger.filter(id=id).using_db(self._db.connection()).first().values()

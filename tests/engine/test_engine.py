@@ -1,21 +1,34 @@
-"""Engine: opens and migrates one database in start(), closes it in stop()."""
+"""Engine: one database, services wired to it in the legacy order, and the end-to-end paths."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from daycare.config import Config
 from daycare.engine import Engine
+from daycare.engine import engine as engine_module
+from daycare.engine.channels import Channels
+from daycare.engine.crons import Crons
+from daycare.engine.delayed_signals import DelayedSignals
+from daycare.engine.heartbeats import Heartbeats
+from daycare.storage.context import Context
 from daycare.storage.errors import DatabaseRefused
+from daycare.storage.storage import Storage
+from tests.engine.helpers import (
+    FakeTime,
+    agent_create,
+    engine_config,
+    eventually,
+    inbox_items,
+    system_agent_id,
+    task_create,
+)
 from tests.sqlite_files import file_query, file_sha256
-
-
-def engine_config(path: Path) -> Config:
-    return Config(str(path), path.parent, "test")
 
 
 async def test_start_migrates_and_stop_closes(tmp_path: Path) -> None:
@@ -53,3 +66,176 @@ async def test_a_refused_file_fails_start_and_leaves_nothing_open(legacy_copy: C
     with pytest.raises(RuntimeError):
         _ = engine.storage
     await engine.stop()  # stopping an engine that never started is harmless
+
+
+async def test_start_and_stop_follow_the_legacy_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def recording(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append(label)
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    recording(engine_module, "database_migrate", "migrate")
+    recording(engine_module, "owner_ensure", "owner")
+    recording(Channels, "load", "channels.load")
+    for cls, label in ((Crons, "crons"), (Heartbeats, "heartbeats"), (DelayedSignals, "delayed signals")):
+        recording(cls, "start", f"{label}.start")
+        recording(cls, "stop", f"{label}.stop")
+    recording(engine_module, "database_close", "close")
+
+    engine = Engine(engine_config(tmp_path / "daycare.db"))
+    await engine.start()
+    assert engine.started_services == ["signals", "channels", "crons", "heartbeats", "delayed signals"]
+    await engine.stop()
+    assert calls == [
+        "migrate",
+        "owner",
+        "channels.load",
+        "crons.start",
+        "heartbeats.start",
+        "delayed signals.start",
+        "delayed signals.stop",
+        "heartbeats.stop",
+        "crons.stop",
+        "close",
+    ]
+    await engine.stop()
+    assert calls[-1] == "close"  # a second stop closes nothing more
+    assert calls.count("close") == 1
+
+
+async def test_a_failure_during_start_stops_what_started_and_closes_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "daycare.db"
+    async with Engine(engine_config(path)):
+        pass
+    # A heartbeat row without a task id: the heartbeats cannot load it, after the crons started.
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA foreign_keys = OFF")
+    connection.execute("INSERT INTO tasks_heartbeat VALUES ('broken', '  ', 'user-1', 'Broken', NULL, 1, 1)")
+    connection.commit()
+    connection.close()
+    closed: list[str] = []
+    original_close = engine_module.database_close
+
+    async def close(db: Any) -> None:
+        closed.append(str(db.path))
+        await original_close(db)
+
+    monkeypatch.setattr(engine_module, "database_close", close)
+    before = {task.get_name() for task in asyncio.all_tasks()}
+
+    engine = Engine(engine_config(path))
+    with pytest.raises(ValueError, match="^Heartbeat trigger broken is missing required task_id.$"):
+        await engine.start()
+
+    assert closed == [str(path)]
+    assert {task.get_name() for task in asyncio.all_tasks()} == before  # the cron loop is gone
+    assert engine.started_services == []
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = engine.services
+    connection = sqlite3.connect(path)
+    connection.execute("DELETE FROM tasks_heartbeat")
+    connection.commit()
+    connection.close()
+    async with Engine(engine_config(path)) as again:  # the file was left usable
+        assert again.started_services[-1] == "delayed signals"
+
+
+async def test_start_creates_the_owner_when_the_file_has_none(tmp_path: Path) -> None:
+    path = tmp_path / "daycare.db"
+    async with Engine(engine_config(path)):
+        pass
+    connection = sqlite3.connect(path)
+    connection.execute("DELETE FROM users")
+    connection.commit()
+    connection.close()
+    async with Engine(engine_config(path)) as engine:
+        owner = await engine.storage.users.find_owner()
+        assert owner is not None and owner.is_owner
+    assert file_query(path, "SELECT count(*) FROM users WHERE is_owner = 1") == [(1,)]
+
+
+async def test_a_delayed_signal_reaches_the_subscribed_agents_inbox(tmp_path: Path) -> None:
+    """End to end: schedule for a subscribed agent, move the clock, find the signal in its inbox."""
+    time = FakeTime()
+    async with Engine(engine_config(tmp_path / "daycare.db"), clock=time.now, sleep=time.sleep) as engine:
+        storage = engine.storage
+        await agent_create(storage, "agent-1")
+        await engine.services.signals.subscribe(Context("user-1", "agent-1"), "reminder:*")
+        scheduled = await engine.services.delayed_signals.schedule(
+            "reminder:standup", time.now() + 90_000, {"type": "system", "userId": "user-1"}, {"room": "ops"}
+        )
+        await time.advance(89_999)
+        assert await inbox_items(storage, "agent-1") == []
+
+        await time.advance(1)
+        await eventually(lambda: _inbox_size(storage, "agent-1", 1))
+
+        (item,) = await inbox_items(storage, "agent-1")
+        assert item["type"] == "signal" and item["subscriptionPattern"] == "reminder:*"
+        signal = item["signal"]
+        assert (signal["type"], signal["source"], signal["data"]) == (
+            "reminder:standup",
+            {"type": "system", "userId": "user-1"},
+            {"room": "ops"},
+        )
+        assert signal["createdAt"] == scheduled.deliver_at
+        assert engine.services.delayed_signals.list() == []
+        assert await storage.delayed_signals.find_all() == []
+        assert [s.type for s in await engine.services.signals.list_all()] == ["reminder:standup"]
+
+
+async def test_a_due_cron_trigger_posts_its_task_and_records_the_run(tmp_path: Path) -> None:
+    """End to end: a trigger falls due, its task lands in its agent's inbox, last_run_at is written."""
+    time = FakeTime()
+    path = tmp_path / "daycare.db"
+    async with Engine(engine_config(path), clock=time.now, sleep=time.sleep) as engine:
+        storage = engine.storage
+        await task_create(storage, "digest", title="Daily digest", code="print('digest')")
+        ctx = Context("user-1", "agent-1")
+        trigger = await engine.services.crons.add_task(ctx, task_id="digest", schedule="*/5 * * * *", id="digest-5")
+        assert await system_agent_id(storage, "user-1", "cron") is None
+
+        await time.advance(5 * 60_000)
+        await eventually(lambda: _cron_ran(storage, "digest-5"))
+
+        agent_id = await system_agent_id(storage, "user-1", "cron")
+        assert agent_id is not None
+        (item,) = await inbox_items(storage, agent_id)
+        assert item == {
+            "type": "system_message",
+            "text": "[cron]\ntriggerId: digest-5\ntaskId: digest\ntaskName: Daily digest",
+            "code": ["print('digest')"],
+            "origin": "cron",
+            "execute": True,
+            "context": {},
+        }
+        assert trigger.last_run_at is None
+    assert file_query(path, "SELECT last_run_at FROM tasks_cron WHERE id = 'digest-5'") == [(time.now(),)]
+
+
+async def test_the_summary_names_the_file_its_state_counts_and_services(tmp_path: Path) -> None:
+    path = tmp_path / "daycare.db"
+    async with Engine(engine_config(path)) as engine:
+        line = (await engine.summary()).line()
+    assert line == (
+        f"engine started on {path} (schema aerich: 1 migration applied, none pending); "
+        "1 user, 0 agents, 0 cron triggers, 0 heartbeat triggers; "
+        "services: signals, channels, crons, heartbeats, delayed signals"
+    )
+
+
+async def _inbox_size(storage: Storage, agent_id: str, size: int) -> bool:
+    return len(await storage.inbox.find_by_agent_id(agent_id)) == size
+
+
+async def _cron_ran(storage: Storage, trigger_id: str) -> bool:
+    record = await storage.cron_tasks.find_by_id(trigger_id)
+    return record is not None and record.last_run_at is not None

@@ -133,3 +133,32 @@ async def test_update_accepts_a_whole_record_but_not_another_id(storage: Storage
     with pytest.raises(TypeError, match=r"id cannot be changed"):
         await storage.heartbeat_tasks.update("hb", id="other", title="x")
     assert file_rows(db, "tasks_heartbeat", "id")[0]["title"] == "Renamed"
+
+
+async def test_record_run_for_stamps_only_the_given_entries(storage: Storage, db: Database) -> None:
+    """The engine's heartbeat runs stamp the entries that ran; record_run stamps them all (legacy)."""
+    await task_create(storage, "task-alpha")
+    await task_create(storage, "task-beta")
+    await task_create(storage, "task-other", user_id="user-2")
+    await storage.heartbeat_tasks.create(entry("alpha", "task-alpha"))
+    await storage.heartbeat_tasks.create(entry("beta", "task-beta"))
+    await storage.heartbeat_tasks.create(entry("other", "task-other", user_id="user-2"))
+    assert await storage.heartbeat_tasks.find_by_id("alpha") is not None  # cached
+
+    await storage.heartbeat_tasks.record_run_for(["alpha", "missing"], 40)
+    await storage.heartbeat_tasks.record_run_for([], 50)
+
+    alpha = await storage.heartbeat_tasks.find_by_id("alpha")  # from the cache, updated in place
+    assert alpha is not None and (alpha.last_run_at, alpha.updated_at) == (40, 40)
+    cached = {item.id: (item.last_run_at, item.updated_at) for item in await storage.heartbeat_tasks.find_all()}
+    assert cached == {"alpha": (40, 40), "beta": (None, 10), "other": (None, 10)}
+    rows = await db.connection().execute_query_dict(
+        "SELECT id, last_run_at, updated_at FROM tasks_heartbeat ORDER BY id"
+    )
+    assert [(row["id"], row["last_run_at"], row["updated_at"]) for row in rows] == [
+        ("alpha", 40, 40),
+        ("beta", None, 10),
+        ("other", None, 10),
+    ]
+    with pytest.raises(TypeError, match="not one string"):
+        await storage.heartbeat_tasks.record_run_for("alpha", 60)

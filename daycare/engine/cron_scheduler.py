@@ -1,0 +1,270 @@
+"""CronScheduler: runs each enabled cron trigger when its schedule falls due (legacy `CronScheduler`).
+
+The loop wakes at the earliest next run (at most every minute), computes each due trigger's
+next run, and runs the due ones together. A run resolves the trigger's task, hands it to
+`on_task`, and then records `last_run_at`, even when `on_task` failed (the error goes to
+`on_error`). A trigger whose task is missing is not run and its `last_run_at` stays; the
+error goes to `on_error` (the legacy code swallowed it). A `delete_after_run` trigger is
+deleted after its run, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from daycare.engine.cron_expressions import cron_next_run, cron_schedule_check
+from daycare.engine.task_triggers import trigger_id_is_safe
+from daycare.engine.ticker import Ticker
+from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
+from daycare.storage.context import Context
+from daycare.storage.cron_tasks import CronTaskRecord, CronTasksRepository
+from daycare.storage.identifiers import cuid_create
+from daycare.storage.tasks import TasksRepository
+
+log = logging.getLogger("daycare.engine.cron")
+
+# The scheduler looks at its triggers at least this often.
+TICK_MAX_MS = 60_000
+# The agent id the legacy code put in the context used to read a trigger's task.
+SYSTEM_CRON_AGENT = "system:cron"
+
+
+@dataclass(frozen=True, slots=True)
+class CronTaskContext:
+    """What a run hands to `on_task`: the trigger and its task's current title and code."""
+
+    trigger_id: str
+    task_id: str
+    task_name: str
+    code: str
+    agent_id: str | None
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CronTaskInfo:
+    """A scheduled trigger, as `get_task_context` describes it."""
+
+    trigger_id: str
+    task_id: str
+    task_name: str
+    agent_id: str | None
+    user_id: str
+
+
+OnTask = Callable[[CronTaskContext, dict[str, Any]], Awaitable[None]]
+OnError = Callable[[BaseException, str], Awaitable[None]]
+OnTaskComplete = Callable[[CronTaskRecord, int], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Scheduled:
+    task: CronTaskRecord
+    next_run: int
+
+
+class CronScheduler:
+    """The enabled triggers in memory with their next run, and the loop that runs them."""
+
+    def __init__(
+        self,
+        *,
+        cron_tasks: CronTasksRepository,
+        tasks: TasksRepository,
+        on_task: OnTask,
+        on_error: OnError | None = None,
+        on_task_complete: OnTaskComplete | None = None,
+        clock: Clock = now_ms,
+        sleep: Sleep = sleep_ms,
+    ) -> None:
+        self._cron_tasks = cron_tasks
+        self._tasks = tasks
+        self._on_task = on_task
+        self._on_error = on_error
+        self._on_task_complete = on_task_complete
+        self._clock = clock
+        self._scheduled: dict[str, _Scheduled] = {}
+        self._started = False
+        self._stopped = False
+        self._ticker = Ticker("cron", self._step, sleep)
+
+    @property
+    def _active(self) -> bool:
+        return self._started and not self._stopped
+
+    async def start(self) -> None:
+        """Schedules the enabled triggers and starts the loop; a second call does nothing."""
+        if self._started or self._stopped:
+            return
+        self._started = True
+        await self._schedule_all()
+        self._ticker.start()
+
+    async def stop(self) -> None:
+        """Ends the loop after the runs in progress."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._ticker.stop()
+        self._scheduled.clear()
+
+    async def reload(self) -> None:
+        """Reads the enabled triggers from the database again."""
+        self._scheduled.clear()
+        if self._active:
+            await self._schedule_all()
+            self._ticker.poke()
+
+    def list_tasks(self) -> list[CronTaskRecord]:
+        """The scheduled (enabled) triggers."""
+        return [scheduled.task for scheduled in self._scheduled.values()]
+
+    def next_run_of(self, trigger_id: str) -> int | None:
+        scheduled = self._scheduled.get(trigger_id)
+        return scheduled.next_run if scheduled else None
+
+    async def add_task(
+        self,
+        ctx: Context,
+        *,
+        task_id: str,
+        schedule: str,
+        id: str | None = None,
+        agent_id: str | None = None,
+        enabled: bool = True,
+        delete_after_run: bool = False,
+    ) -> CronTaskRecord:
+        """Creates or overwrites a trigger of the user's task; overwriting resets created_at and last_run_at.
+
+        Raises ValueError for an unsafe id, an invalid schedule or another user's trigger id,
+        LookupError when the user has no such task.
+        """
+        trigger_id = (id or "").strip()
+        if trigger_id and not trigger_id_is_safe(trigger_id):
+            raise ValueError("Cron trigger id contains invalid characters.")
+        checked_schedule = cron_schedule_check(schedule)
+        linked_task_id = task_id.strip()
+        if not linked_task_id:
+            raise ValueError("Cron trigger taskId is required.")
+        trigger_id = trigger_id or cuid_create()
+        existing = await self._cron_tasks.find_by_id(trigger_id)
+        if existing is not None and existing.user_id != ctx.user_id:
+            raise ValueError(f"Cron task belongs to another user: {trigger_id}")
+        linked = await self._tasks.find_by_id(ctx, linked_task_id)
+        if linked is None:
+            raise LookupError(f"Task not found: {linked_task_id}")
+        now = self._clock()
+        record = CronTaskRecord(
+            id=trigger_id,
+            task_id=linked_task_id,
+            user_id=ctx.user_id,
+            name=linked.title,
+            description=linked.description,
+            schedule=checked_schedule,
+            agent_id=(agent_id or "").strip() or None,
+            enabled=enabled,
+            delete_after_run=delete_after_run,
+            last_run_at=None,
+            created_at=now,
+            updated_at=now,
+        )
+        await self._cron_tasks.create(record)
+        # An overwrite that disables a trigger unschedules it (the legacy code kept running it).
+        self._scheduled.pop(trigger_id, None)
+        if record.enabled and self._active:
+            await self._schedule(record)
+            self._ticker.poke()
+        return record
+
+    async def delete_task(self, ctx: Context, trigger_id: str) -> bool:
+        """Deletes the user's trigger; False when it is missing or another user's."""
+        existing = await self._cron_tasks.find_by_id(trigger_id)
+        if existing is None or existing.user_id != ctx.user_id:
+            return False
+        self._scheduled.pop(trigger_id, None)
+        return await self._cron_tasks.delete(trigger_id)
+
+    async def load_task(self, trigger_id: str) -> CronTaskRecord | None:
+        return await self._cron_tasks.find_by_id(trigger_id)
+
+    def get_task_context(self, trigger_id: str) -> CronTaskInfo | None:
+        scheduled = self._scheduled.get(trigger_id)
+        if scheduled is None:
+            return None
+        task = scheduled.task
+        return CronTaskInfo(task.id, task.task_id, task.name, task.agent_id, task.user_id)
+
+    async def _schedule_all(self) -> None:
+        for record in await self._cron_tasks.find_all():
+            await self._schedule(record)
+
+    async def _schedule(self, record: CronTaskRecord) -> None:
+        next_run = cron_next_run(record.schedule, self._clock())
+        if next_run is None:
+            # Only rows written before schedules were checked on creation can get here.
+            log.warning("cron trigger %s: invalid schedule %r; not scheduled", record.id, record.schedule)
+            await self._error_report(ValueError(f"Invalid cron schedule: {record.schedule}"), record.id)
+            return
+        self._scheduled[record.id] = _Scheduled(record, next_run)
+
+    async def _step(self) -> int | None:
+        now = self._clock()
+        due: list[CronTaskRecord] = []
+        for scheduled in list(self._scheduled.values()):
+            if now < scheduled.next_run:
+                continue
+            task = scheduled.task
+            next_run = cron_next_run(task.schedule, now)
+            if next_run is None or task.delete_after_run:
+                del self._scheduled[task.id]
+            else:
+                scheduled.next_run = next_run
+            due.append(task)
+        await asyncio.gather(*(self._run(task) for task in due))
+        if not self._scheduled:
+            return None
+        earliest = min(scheduled.next_run for scheduled in self._scheduled.values())
+        return min(TICK_MAX_MS, max(0, earliest - self._clock()))
+
+    async def _run(self, task: CronTaskRecord) -> None:
+        try:
+            await self._execute(task)
+        except Exception as error:
+            log.warning("cron trigger %s failed: %s", task.id, error)
+            await self._error_report(error, task.id)
+        finally:
+            if task.delete_after_run:
+                try:
+                    await self._cron_tasks.delete(task.id)
+                except Exception:
+                    log.warning("cron trigger %s: could not delete it after its run", task.id, exc_info=True)
+
+    async def _execute(self, task: CronTaskRecord) -> None:
+        run_at = self._clock()
+        linked = await self._tasks.find_by_id(Context(task.user_id, task.agent_id or SYSTEM_CRON_AGENT), task.task_id)
+        if linked is None:
+            raise LookupError(f"Cron trigger {task.id} references missing task: {task.task_id}")
+        context = CronTaskContext(task.id, linked.id, linked.title, linked.code, task.agent_id, task.user_id)
+        log.info("running cron trigger %s (%s)", task.id, task.name)
+        try:
+            await self._on_task(context, {})
+        except Exception as error:
+            log.warning("cron trigger %s: its task failed: %s", task.id, error)
+            await self._error_report(error, task.id)
+        finally:
+            await self._cron_tasks.update(task.id, last_run_at=run_at, updated_at=run_at)
+            ran = dataclasses.replace(task, last_run_at=run_at, updated_at=run_at)
+            scheduled = self._scheduled.get(task.id)
+            if scheduled is not None:
+                scheduled.task = ran
+            if self._on_task_complete is not None:
+                await self._on_task_complete(ran, run_at)
+
+    async def _error_report(self, error: BaseException, trigger_id: str) -> None:
+        if self._on_error is not None:
+            await self._on_error(error, trigger_id)
