@@ -49,11 +49,16 @@ def legacy_schema_sql() -> dict[str, str]:
     return objects
 
 
-def file_rows(path: Path, table: str, order_by: str) -> list[dict[str, Any]]:
-    """Every row of a table as dicts, in the order the legacy dumps use."""
+def file_dicts(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Runs one read-only query on a file; rows as dicts."""
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     connection.row_factory = sqlite3.Row
     try:
-        return [dict(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY {order_by}")]
+        return [dict(row) for row in connection.execute(sql, params)]
     finally:
         connection.close()
+
+
+def file_rows(path: Path, table: str, order_by: str) -> list[dict[str, Any]]:
+    """Every row of a table as dicts, in the order the legacy dumps use."""
+    return file_dicts(path, f"SELECT * FROM {table} ORDER BY {order_by}")

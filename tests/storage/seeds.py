@@ -6,11 +6,10 @@ real schema they need the users, agents, tasks and channels their rows point at.
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 from daycare.storage.database import Database
+from tests import sqlite_files
 
 AGENT_DESCRIPTOR = '{"type":"system","tag":"test"}'
 AGENT_PERMISSIONS = '{"workingDir":"/","writeDirs":[]}'
@@ -50,19 +49,13 @@ async def channel_insert(db: Database, id: str, user_id: str, name: str) -> None
 def file_rows(db: Database, table: str, order_by: str) -> list[dict[str, Any]]:
     """The table's rows as stored, read from the file by a separate plain sqlite3 connection."""
     assert db.path is not None
-    return file_query(db.path, f"SELECT * FROM {table} ORDER BY {order_by}")
-
-
-def file_query(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    connection = sqlite3.connect(path)
-    connection.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in connection.execute(sql, params)]
-    finally:
-        connection.close()
+    return sqlite_files.file_rows(db.path, table, order_by)
 
 
 def file_types(db: Database, table: str, column: str) -> list[str]:
     """The SQLite storage class of `column` in every row, in rowid order."""
     assert db.path is not None
-    return [row["t"] for row in file_query(db.path, f"SELECT typeof({column}) AS t FROM {table} ORDER BY rowid")]
+    return [
+        row["t"]
+        for row in sqlite_files.file_dicts(db.path, f"SELECT typeof({column}) AS t FROM {table} ORDER BY rowid")
+    ]

@@ -10,7 +10,8 @@ from daycare.storage.channels import ChannelMemberRecord, ChannelRecord
 from daycare.storage.context import Context
 from daycare.storage.database import Database
 from daycare.storage.storage import Storage
-from tests.storage.seeds import file_query, file_rows
+from tests.sqlite_files import file_dicts as file_query
+from tests.storage.seeds import file_rows
 
 
 def channel(id: str, user_id: str, name: str, leader: str, at: int) -> ChannelRecord:

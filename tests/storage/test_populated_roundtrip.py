@@ -33,7 +33,7 @@ from daycare.storage.system_prompts import SystemPromptRecord
 from daycare.storage.tasks import TaskRecord
 from daycare.storage.token_stats import TokenStatsRecord
 from tests.conftest import legacy_dump
-from tests.storage.seeds import file_query
+from tests.sqlite_files import file_dicts as file_query
 
 TABLES = (
     "tasks",

@@ -18,12 +18,12 @@ from pathlib import Path
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import BaseORMException
 
+from daycare.storage.clock import now_ms
 from daycare.storage.errors import StorageError
 from daycare.storage.inspection import FileKind, FileState
 from daycare.storage.legacy import LEGACY_STEPS
 from daycare.storage.legacy.chain import LEGACY_CHAIN
 from daycare.storage.legacy.context import StepContext
-from daycare.storage.legacy.files import now_ms
 from daycare.storage.legacy.step import LegacyStep
 from daycare.storage.progress import Progress
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from daycare.storage.clock import now_ms
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -22,11 +23,6 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 class FileBroken(Exception):
     """A legacy file that cannot be read or parsed; the message says why."""
-
-
-def now_ms() -> int:
-    """The clock in epoch milliseconds, like JS `Date.now()`."""
-    return int(time.time() * 1000)
 
 
 def text_read(path: Path) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from tortoise.exceptions import BaseORMException
 
+from daycare.storage.clock import now_ms
 from daycare.storage.identifiers import cuid_create
 from daycare.storage.legacy.context import StepContext
 from daycare.storage.legacy.files import (
@@ -25,7 +26,6 @@ from daycare.storage.legacy.files import (
     json_file_read,
     json_parse,
     jsonl_lines,
-    now_ms,
 )
 from daycare.storage.legacy.step import LegacyStep
 from daycare.storage.records import json_encode

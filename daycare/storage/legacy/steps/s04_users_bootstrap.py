@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 
+from daycare.storage.clock import now_ms
 from daycare.storage.identifiers import cuid_create
 from daycare.storage.legacy.context import StepContext
-from daycare.storage.legacy.files import now_ms
 from daycare.storage.legacy.step import LegacyStep
 
 NAME = "20260220_users_bootstrap"

@@ -15,13 +15,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from daycare.storage.clock import now_ms
 from daycare.storage.legacy.context import StepContext
 from daycare.storage.legacy.files import (
     FileBroken,
     folder_entries,
     iso_ms,
     json_file_read,
-    now_ms,
     string_or_none,
     text_read,
 )
