@@ -20,7 +20,7 @@ from pathlib import Path
 from tortoise.backends.sqlite.client import SqliteClient
 
 from daycare.schema import InboxItem
-from daycare.storage.database import database_close, database_open
+from daycare.storage.db.database import database_close, database_open
 
 TABLE = (
     "CREATE TABLE inbox (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, posted_at INTEGER NOT NULL,"

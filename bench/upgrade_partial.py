@@ -33,11 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from daycare.storage.database import database_close, database_open  # noqa: E402
-from daycare.storage.legacy import LEGACY_STEPS  # noqa: E402
-from daycare.storage.legacy.catch_up import legacy_catch_up  # noqa: E402
-from daycare.storage.migrate import database_migrate  # noqa: E402
-from daycare.storage.progress import progress_none  # noqa: E402
+from daycare.storage.db.database import database_close, database_open  # noqa: E402
+from daycare.storage.migrations.legacy import LEGACY_STEPS  # noqa: E402
+from daycare.storage.migrations.legacy.catch_up import legacy_catch_up  # noqa: E402
+from daycare.storage.migrations.migrate import database_migrate  # noqa: E402
+from daycare.storage.migrations.progress import progress_none  # noqa: E402
 
 STOP_AFTER = LEGACY_STEPS.index("20260226_rename_usertag_to_nametag") + 1
 

@@ -34,12 +34,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from daycare.storage.agents import AgentRecord
-from daycare.storage.database import database_close, database_open
-from daycare.storage.history import HistoryRecord
+from daycare.storage.db.database import database_close, database_open
+from daycare.storage.facade import Storage
 from daycare.storage.identifiers import cuid_create, nametag_generate
-from daycare.storage.migrate import database_migrate
-from daycare.storage.storage import Storage
+from daycare.storage.migrations.migrate import database_migrate
+from daycare.storage.repositories.agents import AgentRecord
+from daycare.storage.repositories.history import HistoryRecord
 
 AGENTS = 200
 APPENDS = 5_000

@@ -16,12 +16,12 @@ from typing import Any, TextIO
 
 from daycare.config import Config, config_load
 from daycare.engine import Engine
-from daycare.storage.database import database_close, database_open
+from daycare.storage.db.database import database_close, database_open
 from daycare.storage.errors import StorageError
-from daycare.storage.inspection import FileKind, FileState
-from daycare.storage.legacy import LEGACY_STEPS
-from daycare.storage.migrate import database_migrate, database_status
-from daycare.storage.schema_check import database_schema_check, schema_report
+from daycare.storage.migrations.inspection import FileKind, FileState
+from daycare.storage.migrations.legacy import LEGACY_STEPS
+from daycare.storage.migrations.migrate import database_migrate, database_status
+from daycare.storage.migrations.schema_check import database_schema_check, schema_report
 
 
 def _location_arguments(parser: argparse.ArgumentParser) -> None:

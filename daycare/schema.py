@@ -1,6 +1,6 @@
 """Every table of the Daycare database as a Tortoise model: the one schema module.
 
-The tables are the legacy final schema (`../shared/legacy/schema.sql`); the baseline
+The tables are the legacy final schema (`tests/fixtures/legacy/schema.sql`); the baseline
 migration creates them from the legacy SQL text. These models describe them as far as
 Tortoise 1.1 can. What it cannot express is noted in a one-line comment on the model and
 lives only in the baseline SQL:

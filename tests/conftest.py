@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -11,19 +10,19 @@ from typing import Any
 
 import pytest
 
-from daycare.storage.database import Database, database_close, database_open
-from daycare.storage.migrate import database_migrate
-from daycare.storage.storage import Storage
+from daycare.storage.db.database import Database, database_close, database_open
+from daycare.storage.facade import Storage
+from daycare.storage.migrations.migrate import database_migrate
 
 ROOT = Path(__file__).resolve().parents[1]
-LEGACY_DIR = Path(os.environ.get("DAYCARE_LEGACY_DIR", ROOT.parent / "shared" / "legacy"))
+LEGACY_DIR = ROOT / "tests" / "fixtures" / "legacy"
 
 
 def legacy_path(name: str) -> Path:
-    """A file of ../shared/legacy (read-only: copy it before opening)."""
+    """A file of tests/fixtures/legacy, written by the legacy code (copy it before opening)."""
     path = LEGACY_DIR / name
     if not path.exists():
-        raise FileNotFoundError(f"legacy fixture {path} is missing; set DAYCARE_LEGACY_DIR to the legacy folder")
+        raise FileNotFoundError(f"legacy fixture {path} is missing")
     return path
 
 

@@ -33,7 +33,7 @@ def file_master(path: Path, masked: bool = True) -> dict[str, str]:
 
 
 def legacy_schema_sql() -> dict[str, str]:
-    """`name -> sql` of every object in ../shared/legacy/schema.sql, owner default masked."""
+    """`name -> sql` of every object in tests/fixtures/legacy/schema.sql, owner default masked."""
     objects: dict[str, str] = {}
     name = None
     lines: list[str] = []

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "daycare"
-BACKEND = PACKAGE / "storage" / "backend.py"  # the Tortoise backend: the one place the driver lives
+BACKEND = PACKAGE / "storage" / "db" / "backend.py"  # the Tortoise backend: the one place the driver lives
 DRIVERS = {"sqlite3", "aiosqlite"}
 
 

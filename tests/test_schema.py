@@ -10,7 +10,7 @@ from tortoise.fields.relational import ForeignKeyFieldInstance
 
 from daycare import schema
 from daycare.schema import CompositeKeyError, Connection, Task, TokenStatsHourly
-from daycare.storage.database import Database
+from daycare.storage.db.database import Database
 from tests.conftest import legacy_dump
 
 

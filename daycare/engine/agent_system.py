@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from daycare.engine.signals import Signal, SignalSubscription
-from daycare.storage.context import Context
-from daycare.storage.records import frozen
+from daycare.storage.json_values import frozen
+from daycare.storage.repositories.context import Context
 
 log = logging.getLogger("daycare.engine.agents")
 

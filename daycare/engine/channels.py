@@ -22,11 +22,11 @@ from daycare.engine.agent_system import AgentSystem, AgentTarget
 from daycare.engine.channel_messages import ChannelMessage, channel_signal_data_build
 from daycare.engine.signals import Signal, Signals
 from daycare.engine.timing import Clock, now_ms
-from daycare.storage.channel_messages import ChannelMessageRecord, ChannelMessagesRepository
-from daycare.storage.channels import ChannelRecord, ChannelsRepository
-from daycare.storage.context import Context, context_for_user
 from daycare.storage.identifiers import cuid_create
-from daycare.storage.locks import KeyedLocks
+from daycare.storage.repositories.channel_messages import ChannelMessageRecord, ChannelMessagesRepository
+from daycare.storage.repositories.channels import ChannelRecord, ChannelsRepository
+from daycare.storage.repositories.context import Context, context_for_user
+from daycare.storage.repositories.locks import KeyedLocks
 
 log = logging.getLogger("daycare.engine.channels")
 

@@ -21,10 +21,10 @@ from daycare.engine.cron_expressions import cron_next_run, cron_schedule_check
 from daycare.engine.task_triggers import trigger_id_is_safe
 from daycare.engine.ticker import Ticker
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
-from daycare.storage.context import Context
-from daycare.storage.cron_tasks import CronTaskRecord, CronTasksRepository
 from daycare.storage.identifiers import cuid_create
-from daycare.storage.tasks import TasksRepository
+from daycare.storage.repositories.context import Context
+from daycare.storage.repositories.cron_tasks import CronTaskRecord, CronTasksRepository
+from daycare.storage.repositories.tasks import TasksRepository
 
 log = logging.getLogger("daycare.engine.cron")
 

@@ -15,10 +15,10 @@ from daycare.engine.cron_scheduler import CronScheduler, CronTaskContext
 from daycare.engine.events import EngineEvents
 from daycare.engine.task_triggers import task_delete_if_orphan
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
-from daycare.storage.context import Context, context_for_user
-from daycare.storage.cron_tasks import CronTaskRecord, CronTasksRepository
-from daycare.storage.heartbeat_tasks import HeartbeatTasksRepository
-from daycare.storage.tasks import TasksRepository
+from daycare.storage.repositories.context import Context, context_for_user
+from daycare.storage.repositories.cron_tasks import CronTaskRecord, CronTasksRepository
+from daycare.storage.repositories.heartbeat_tasks import HeartbeatTasksRepository
+from daycare.storage.repositories.tasks import TasksRepository
 
 log = logging.getLogger("daycare.engine.cron")
 

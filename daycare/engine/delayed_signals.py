@@ -23,10 +23,10 @@ from daycare.engine.events import EngineEvents
 from daycare.engine.signals import Signal, signal_source_normalize, signal_type_require
 from daycare.engine.ticker import Ticker
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
-from daycare.storage.context import context_for_user
-from daycare.storage.delayed_signals import DelayedSignalRecord, DelayedSignalsRepository
 from daycare.storage.identifiers import cuid_create
-from daycare.storage.signal_events import ABSENT
+from daycare.storage.repositories.context import context_for_user
+from daycare.storage.repositories.delayed_signals import DelayedSignalRecord, DelayedSignalsRepository
+from daycare.storage.repositories.signal_events import ABSENT
 
 log = logging.getLogger("daycare.engine.signals")
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from daycare.engine.agent_system import AgentTarget, DescriptorTarget, InboxItem, PostTarget, inbox_item_type
 from daycare.engine.timing import Clock, now_ms
-from daycare.storage.agents import AgentRecord
-from daycare.storage.context import Context
+from daycare.storage.facade import Storage
 from daycare.storage.identifiers import cuid_create
-from daycare.storage.locks import KeyedLocks
-from daycare.storage.records import json_encode
-from daycare.storage.storage import Storage
+from daycare.storage.json_values import json_encode
+from daycare.storage.repositories.agents import AgentRecord
+from daycare.storage.repositories.context import Context
+from daycare.storage.repositories.locks import KeyedLocks
 
 log = logging.getLogger("daycare.engine.agents")
 

@@ -25,10 +25,10 @@ from daycare.engine.heartbeats import Heartbeats
 from daycare.engine.signals import Signal, Signals, SignalSubscription
 from daycare.engine.summary import EngineSummary, engine_summary
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
-from daycare.storage.database import Database, database_close, database_open
-from daycare.storage.migrate import database_migrate
-from daycare.storage.storage import Storage
-from daycare.storage.users import UserRecord
+from daycare.storage.db.database import Database, database_close, database_open
+from daycare.storage.facade import Storage
+from daycare.storage.migrations.migrate import database_migrate
+from daycare.storage.repositories.users import UserRecord
 
 log = logging.getLogger("daycare.engine")
 

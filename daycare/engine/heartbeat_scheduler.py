@@ -17,10 +17,10 @@ from daycare.engine.heartbeat_prompts import HeartbeatRunTask
 from daycare.engine.task_triggers import trigger_id_is_safe
 from daycare.engine.ticker import Ticker
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
-from daycare.storage.context import Context
-from daycare.storage.heartbeat_tasks import HeartbeatTaskRecord, HeartbeatTasksRepository
 from daycare.storage.identifiers import cuid_create
-from daycare.storage.tasks import TasksRepository
+from daycare.storage.repositories.context import Context
+from daycare.storage.repositories.heartbeat_tasks import HeartbeatTaskRecord, HeartbeatTasksRepository
+from daycare.storage.repositories.tasks import TasksRepository
 
 log = logging.getLogger("daycare.engine.heartbeat")
 

@@ -16,10 +16,10 @@ from daycare.engine.heartbeat_prompts import HeartbeatRunTask, heartbeat_prompt_
 from daycare.engine.heartbeat_scheduler import DEFAULT_INTERVAL_MS, HeartbeatRunResult, HeartbeatScheduler
 from daycare.engine.task_triggers import task_delete_if_orphan
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
-from daycare.storage.context import Context, context_for_user
-from daycare.storage.cron_tasks import CronTasksRepository
-from daycare.storage.heartbeat_tasks import HeartbeatTaskRecord, HeartbeatTasksRepository
-from daycare.storage.tasks import TasksRepository
+from daycare.storage.repositories.context import Context, context_for_user
+from daycare.storage.repositories.cron_tasks import CronTasksRepository
+from daycare.storage.repositories.heartbeat_tasks import HeartbeatTaskRecord, HeartbeatTasksRepository
+from daycare.storage.repositories.tasks import TasksRepository
 
 log = logging.getLogger("daycare.engine.heartbeat")
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from daycare.engine.events import EngineEvents
 from daycare.engine.timing import Clock, now_ms
-from daycare.storage.context import Context, context_for_user
 from daycare.storage.identifiers import cuid_create
-from daycare.storage.records import frozen
-from daycare.storage.signal_events import ABSENT, SignalEventRecord, SignalEventsRepository
-from daycare.storage.signal_subscriptions import SignalSubscriptionRecord, SignalSubscriptionsRepository
+from daycare.storage.json_values import frozen
+from daycare.storage.repositories.context import Context, context_for_user
+from daycare.storage.repositories.signal_events import ABSENT, SignalEventRecord, SignalEventsRepository
+from daycare.storage.repositories.signal_subscriptions import SignalSubscriptionRecord, SignalSubscriptionsRepository
 
 log = logging.getLogger("daycare.engine.signals")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from daycare.storage.database import Database
-from daycare.storage.migrate import database_status
+from daycare.storage.db.database import Database
+from daycare.storage.migrations.migrate import database_status
 
 _COUNTS = (
     "SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM agents) AS agents, "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from daycare.storage.context import Context
-from daycare.storage.cron_tasks import CronTasksRepository
-from daycare.storage.heartbeat_tasks import HeartbeatTasksRepository
-from daycare.storage.tasks import TasksRepository
+from daycare.storage.repositories.context import Context
+from daycare.storage.repositories.cron_tasks import CronTasksRepository
+from daycare.storage.repositories.heartbeat_tasks import HeartbeatTasksRepository
+from daycare.storage.repositories.tasks import TasksRepository
 
 _SAFE_ID = re.compile(r"[a-zA-Z0-9._-]+")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from daycare.config import Config
-from daycare.storage.agents import AgentRecord
-from daycare.storage.storage import Storage
-from daycare.storage.tasks import TaskRecord
+from daycare.storage.facade import Storage
+from daycare.storage.repositories.agents import AgentRecord
+from daycare.storage.repositories.tasks import TaskRecord
 
 # 2024-01-15 10:30:00 local time, the moment the legacy cron specs froze the clock at (as UTC).
 LOCAL_START_MS = int(datetime(2024, 1, 15, 10, 30, 0).timestamp() * 1000)

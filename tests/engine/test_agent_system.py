@@ -9,8 +9,8 @@ import pytest
 
 from daycare.engine.agent_system import AgentSystem, AgentTarget, DescriptorTarget, system_agent_target
 from daycare.engine.durable_inbox import DurableInboxAgentSystem
-from daycare.storage.context import Context
-from daycare.storage.storage import Storage
+from daycare.storage.facade import Storage
+from daycare.storage.repositories.context import Context
 from tests.engine.helpers import FakeTime, agent_create, inbox_items
 
 USER = Context("user-1")

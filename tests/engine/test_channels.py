@@ -19,8 +19,8 @@ from daycare.engine.channel_messages import (
 from daycare.engine.channels import Channels, channel_name_normalize, mentions_normalize, username_normalize
 from daycare.engine.durable_inbox import DurableInboxAgentSystem
 from daycare.engine.signals import Signals
-from daycare.storage.context import Context
-from daycare.storage.storage import Storage
+from daycare.storage.facade import Storage
+from daycare.storage.repositories.context import Context
 from tests.engine.helpers import agent_create, engine_config, inbox_items
 
 CALLER = Context("user-1", "agent-caller")

@@ -10,9 +10,9 @@ import pytest
 from daycare.engine.cron_scheduler import CronScheduler, CronTaskContext
 from daycare.engine.crons import Crons
 from daycare.engine.durable_inbox import DurableInboxAgentSystem
-from daycare.storage.context import Context
-from daycare.storage.cron_tasks import CronTaskRecord
-from daycare.storage.storage import Storage
+from daycare.storage.facade import Storage
+from daycare.storage.repositories.context import Context
+from daycare.storage.repositories.cron_tasks import CronTaskRecord
 from tests.engine.helpers import FakeTime, agent_create, eventually, inbox_items, settle, system_agent_id, task_create
 
 CTX = Context("user-1", "agent-1")

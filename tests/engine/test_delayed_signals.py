@@ -11,9 +11,9 @@ import pytest
 from daycare.engine import Engine
 from daycare.engine.delayed_signals import DelayedSignals
 from daycare.engine.signals import Signal
-from daycare.storage.delayed_signals import DelayedSignalRecord
-from daycare.storage.signal_events import ABSENT
-from daycare.storage.storage import Storage
+from daycare.storage.facade import Storage
+from daycare.storage.repositories.delayed_signals import DelayedSignalRecord
+from daycare.storage.repositories.signal_events import ABSENT
 from tests.engine.helpers import FakeTime, engine_config, eventually, settle
 
 SYSTEM = {"type": "system", "userId": "user-1"}

@@ -16,9 +16,9 @@ from daycare.engine.channels import Channels
 from daycare.engine.crons import Crons
 from daycare.engine.delayed_signals import DelayedSignals
 from daycare.engine.heartbeats import Heartbeats
-from daycare.storage.context import Context
 from daycare.storage.errors import DatabaseRefused
-from daycare.storage.storage import Storage
+from daycare.storage.facade import Storage
+from daycare.storage.repositories.context import Context
 from tests.engine.helpers import (
     FakeTime,
     agent_create,

@@ -11,9 +11,9 @@ from daycare.engine.durable_inbox import DurableInboxAgentSystem
 from daycare.engine.heartbeat_prompts import HeartbeatRunTask, heartbeat_prompt_build_batch
 from daycare.engine.heartbeat_scheduler import HeartbeatScheduler
 from daycare.engine.heartbeats import Heartbeats
-from daycare.storage.context import Context
-from daycare.storage.heartbeat_tasks import HeartbeatTaskRecord
-from daycare.storage.storage import Storage
+from daycare.storage.facade import Storage
+from daycare.storage.repositories.context import Context
+from daycare.storage.repositories.heartbeat_tasks import HeartbeatTaskRecord
 from tests.engine.helpers import FakeTime, eventually, inbox_items, system_agent_id, task_create
 
 

@@ -54,7 +54,7 @@ def test_only_the_engine_module_opens_or_closes_a_database() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 offenders += [f"{module.name}: {alias.name}" for alias in node.names if alias.name in forbidden]
-                if node.module and node.module.startswith(("tortoise", "daycare.storage.database")):
+                if node.module and node.module.startswith(("tortoise", "daycare.storage.db.database")):
                     offenders.append(f"{module.name}: from {node.module}")
             elif isinstance(node, ast.Import):
                 offenders += [f"{module.name}: import {alias.name}" for alias in node.names if "sqlite" in alias.name]

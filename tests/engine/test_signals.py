@@ -11,10 +11,10 @@ from daycare.engine.agent_system import signal_deliver
 from daycare.engine.durable_inbox import DurableInboxAgentSystem
 from daycare.engine.events import EngineEvent, EngineEvents
 from daycare.engine.signals import Signal, Signals, SignalSubscription, signal_source_normalize
-from daycare.storage.context import Context
-from daycare.storage.database import Database
-from daycare.storage.signal_events import ABSENT
-from daycare.storage.storage import Storage
+from daycare.storage.db.database import Database
+from daycare.storage.facade import Storage
+from daycare.storage.repositories.context import Context
+from daycare.storage.repositories.signal_events import ABSENT
 from tests.engine.helpers import agent_create, inbox_items
 
 Delivered = list[tuple[Signal, list[SignalSubscription]]]

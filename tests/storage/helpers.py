@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from daycare.storage.agents import AgentRecord
-from daycare.storage.storage import Storage
+from daycare.storage.facade import Storage
+from daycare.storage.repositories.agents import AgentRecord
 
 PERMISSIONS = {"workingDir": "/workspace", "writeDirs": ["/workspace"]}
 

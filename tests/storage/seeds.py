@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daycare.storage.database import Database
+from daycare.storage.db.database import Database
 from tests import sqlite_files
 
 AGENT_DESCRIPTOR = '{"type":"system","tag":"test"}'

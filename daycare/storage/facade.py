@@ -1,0 +1,181 @@
+"""The Storage facade: every repository, on the one database the engine opened.
+
+Its flows that write several rows run in one transaction each. The backend holds the
+connection for the whole transaction, so no other task's statement can join it; and the
+flows take repository locks before they open a transaction, never inside one, so a task
+that holds a repository lock and waits for the connection can never block them in turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Unpack
+
+from tortoise.exceptions import IntegrityError
+
+from daycare.storage.db.database import Database
+from daycare.storage.identifiers import cuid_create, nametag_generate
+from daycare.storage.repositories.agents import AgentRecord, AgentsRepository
+from daycare.storage.repositories.channel_messages import ChannelMessagesRepository
+from daycare.storage.repositories.channels import ChannelsRepository
+from daycare.storage.repositories.connections import ConnectionsRepository
+from daycare.storage.repositories.cron_tasks import CronTasksRepository
+from daycare.storage.repositories.delayed_signals import DelayedSignalsRepository
+from daycare.storage.repositories.expose_endpoints import ExposeEndpointsRepository
+from daycare.storage.repositories.heartbeat_tasks import HeartbeatTasksRepository
+from daycare.storage.repositories.history import HistoryRecord, HistoryRepository, history_record_check
+from daycare.storage.repositories.inbox import InboxRepository
+from daycare.storage.repositories.locks import KeyedLocks
+from daycare.storage.repositories.processes import ProcessesRepository
+from daycare.storage.repositories.sessions import SessionsRepository
+from daycare.storage.repositories.signal_events import SignalEventsRepository
+from daycare.storage.repositories.signal_subscriptions import SignalSubscriptionsRepository
+from daycare.storage.repositories.system_prompts import SystemPromptsRepository
+from daycare.storage.repositories.tasks import TasksRepository
+from daycare.storage.repositories.token_stats import TokenStatsRepository
+from daycare.storage.repositories.users import (
+    CONNECTOR_KEY_TAKEN,
+    NAMETAG_ATTEMPTS,
+    UserFields,
+    UserRecord,
+    UsersRepository,
+    constraint_failed_on,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentWithSession:
+    """What `create_agent_with_session` made: the stored agent and its new active session."""
+
+    agent: AgentRecord
+    session_id: str
+
+
+class Storage:
+    """Repositories bound to one open database; it never opens or closes the database itself."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # Users, agents, sessions, history and inbox, and the facade's locks per connector key.
+        self.users = UsersRepository(db)
+        self.agents = AgentsRepository(db)
+        self.sessions = SessionsRepository(db)
+        self.history = HistoryRepository(db)
+        self.inbox = InboxRepository(db)
+        self.connector_key_locks = KeyedLocks()
+        # Tasks, triggers, signals, channels, connections, expose, processes, prompts, token stats.
+        self.tasks = TasksRepository(db)
+        self.cron_tasks = CronTasksRepository(db)
+        self.heartbeat_tasks = HeartbeatTasksRepository(db)
+        self.signal_events = SignalEventsRepository(db)
+        self.signal_subscriptions = SignalSubscriptionsRepository(db)
+        self.delayed_signals = DelayedSignalsRepository(db)
+        self.channels = ChannelsRepository(db)
+        self.channel_messages = ChannelMessagesRepository(db)
+        self.connections = ConnectionsRepository(db)
+        self.expose_endpoints = ExposeEndpointsRepository(db)
+        self.processes = ProcessesRepository(db)
+        self.system_prompts = SystemPromptsRepository(db)
+        self.token_stats = TokenStatsRepository(db)
+
+    @classmethod
+    def from_database(cls, db: Database) -> Storage:
+        """Builds the repositories on an open, migrated database."""
+        return cls(db)
+
+    async def create_user(self, *, nametag: str | None = None, **fields: Unpack[UserFields]) -> UserRecord:
+        """Creates a user; a given nametag (trimmed) is tried once, else up to 100 generated ones."""
+        explicit = (nametag or "").strip()
+        if explicit:
+            return await self.users.create(nametag=explicit, **fields)
+        return await self._user_create_generated(**fields)
+
+    async def resolve_user_by_connector_key(self, connector_key: str) -> UserRecord:
+        """The user with this connector key (trimmed), created with a generated nametag if new;
+        calls for one key wait for each other, and a key taken meanwhile resolves to its user."""
+        key = connector_key.strip()
+        if not key:
+            raise ValueError("connectorKey is required")
+        async with self.connector_key_locks.hold(key):
+            existing = await self.users.find_by_connector_key(key)
+            if existing is not None:
+                return existing
+            # Legacy counted every user (loading them all) to decide this; one indexed query does.
+            is_owner = await self.users.is_empty()
+            try:
+                return await self._user_create_generated(is_owner=is_owner, connector_key=key)
+            except IntegrityError as error:
+                if not constraint_failed_on(error, CONNECTOR_KEY_TAKEN):
+                    raise
+                raced = await self.users.find_by_connector_key(key)
+                if raced is None:
+                    raise
+                return raced
+
+    async def create_agent_with_session(
+        self,
+        record: AgentRecord,
+        *,
+        inference_session_id: str | None = None,
+        session_created_at: int | None = None,
+        reset_message: str | None = None,
+    ) -> AgentWithSession:
+        """Writes the agent and its active session (created at `session_created_at`, else the agent's
+        created_at) in one transaction; on failure it rolls back and evicts the agent from the cache."""
+        created_at = record.created_at if session_created_at is None else session_created_at
+        session_id = cuid_create()
+        # Legacy wrote the agent, then the session, then the agent again with its session. The
+        # agent's active_session_id has no foreign key, so writing it final first (the session
+        # id is chosen up front) stores the same rows with one statement less.
+        agent = replace(record, active_session_id=session_id, updated_at=max(record.updated_at, created_at))
+        async with self.agents.lock_hold(record.id):
+            try:
+                async with self.db.in_transaction():
+                    await self.agents.row_upsert(agent)
+                    await self.sessions.create(
+                        record.id,
+                        id=session_id,
+                        inference_session_id=inference_session_id,
+                        created_at=created_at,
+                        reset_message=reset_message,
+                    )
+            except BaseException:
+                await self.agents.invalidate(record.id)
+                raise
+            self.agents.cache_put(agent)
+        return AgentWithSession(agent, session_id)
+
+    async def append_history(self, agent_id: str, record: HistoryRecord) -> None:
+        """Appends to the agent's active session; an agent without one gets a new session first,
+        in the same transaction as the append. Raises LookupError for an unknown agent."""
+        history_record_check(record)
+        agent = await self.agents.find_by_id(agent_id)
+        if agent is None:
+            raise LookupError(f"Agent not found for history append: {agent_id}")
+        if agent.active_session_id:
+            await self.history.append(agent.active_session_id, record)
+            return
+        async with self.agents.lock_hold(agent_id):
+            # Another task may have created the session while this one waited for the lock.
+            current = self.agents.cached(agent_id) or await self.agents.row_load(agent_id)
+            if current is None:
+                raise LookupError(f"Agent not found for history append: {agent_id}")
+            if current.active_session_id:
+                await self.history.append(current.active_session_id, record)
+                return
+            async with self.db.in_transaction():
+                session_id = await self.sessions.create(agent_id, created_at=record.at)
+                changed = replace(current, active_session_id=session_id, updated_at=max(current.updated_at, record.at))
+                await self.agents.row_session_set(changed)
+                await self.history.append(session_id, record)
+            self.agents.cache_put(changed)
+
+    async def _user_create_generated(self, **fields: Unpack[UserFields]) -> UserRecord:
+        """Creates a user under generated nametags, retrying only when the tag is taken."""
+        for _ in range(NAMETAG_ATTEMPTS):
+            try:
+                return await self.users.create(nametag=nametag_generate(), **fields)
+            except IntegrityError as error:
+                if not constraint_failed_on(error, "users.nametag"):
+                    raise
+        raise RuntimeError(f"Failed to generate unique nametag after {NAMETAG_ATTEMPTS} attempts.")

@@ -1,0 +1,196 @@
+"""AgentsRepository: the legacy agentsRepository.spec plus update semantics, JSON bytes,
+strict JSON reads, frozen caches and the upsert that must not cascade."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from typing import Any
+
+import pytest
+from tortoise.exceptions import IntegrityError
+
+from daycare.storage.facade import Storage
+from daycare.storage.repositories.agents import AgentsRepository
+from daycare.storage.repositories.history import HistoryRecord
+from tests.storage.helpers import PERMISSIONS, agent_record, owner_id
+
+
+async def test_supports_create_find_and_update(storage: Storage) -> None:
+    """agentsRepository.spec: supports create, find and update."""
+    repo = AgentsRepository(storage.db)
+    record = agent_record("agent-1", await owner_id(storage))
+    await repo.create(record)
+    assert await repo.find_by_id("agent-1") == record
+
+    await repo.update("agent-1", lifecycle="sleeping", updated_at=2)
+    updated = await repo.find_by_id("agent-1")
+    assert updated is not None
+    assert (updated.lifecycle, updated.updated_at) == ("sleeping", 2)
+
+    listed = await repo.find_many()
+    assert [agent.id for agent in listed] == ["agent-1"]
+
+
+async def test_returns_cached_agent_on_repeated_read(storage: Storage) -> None:
+    """agentsRepository.spec: returns cached agent on repeated read."""
+    repo = AgentsRepository(storage.db)
+    await repo.create(agent_record("agent-cache", await owner_id(storage)))
+    assert (await repo.find_by_id("agent-cache")) is not None
+    await storage.db.connection().execute_query("DELETE FROM agents WHERE id = ?", ["agent-cache"])
+    second = await repo.find_by_id("agent-cache")
+    assert second is not None and second.id == "agent-cache"
+
+
+async def test_loads_from_db_on_cache_miss(storage: Storage) -> None:
+    """agentsRepository.spec: loads from db on cache miss."""
+    repo = AgentsRepository(storage.db)
+    await storage.db.connection().execute_query(
+        "INSERT INTO agents (id, user_id, type, descriptor, active_session_id, permissions, tokens, stats, "
+        "lifecycle, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            "agent-db",
+            await owner_id(storage),
+            "cron",
+            '{"type":"cron","id":"agent-db","name":"db"}',
+            None,
+            '{"workingDir":"/workspace","writeDirs":["/workspace"]}',
+            None,
+            "{}",
+            "active",
+            1,
+            2,
+        ],
+    )
+    loaded = await repo.find_by_id("agent-db")
+    assert loaded is not None
+    assert (loaded.id, loaded.updated_at, loaded.tokens) == ("agent-db", 2, None)
+    assert loaded.descriptor == {"type": "cron", "id": "agent-db", "name": "db"}
+
+
+async def test_finds_agents_by_user_id(storage: Storage) -> None:
+    """agentsRepository.spec: finds agents by user id."""
+    owner = await owner_id(storage)
+    other = await storage.users.create(nametag="other-user-42")
+    repo = AgentsRepository(storage.db)
+    await repo.create(agent_record("agent-owner", owner))
+    await repo.create(agent_record("agent-other", other.id, created_at=2, updated_at=2))
+    assert [agent.id for agent in await repo.find_by_user_id(owner)] == ["agent-owner"]
+    assert [agent.id for agent in await repo.find_by_user_id(other.id)] == ["agent-other"]
+
+
+async def test_find_many_orders_by_updated_at_and_then_serves_the_cache(storage: Storage) -> None:
+    owner = await owner_id(storage)
+    repo = storage.agents
+    for agent_id, updated_at in (("c", 5), ("a", 9), ("b", 5)):
+        await repo.create(agent_record(agent_id, owner, updated_at=updated_at))
+    assert [agent.id for agent in await repo.find_many()] == ["c", "b", "a"]
+    await storage.db.connection().execute_query("DELETE FROM agents")
+    assert [agent.id for agent in await repo.find_many()] == ["c", "b", "a"]
+    assert [agent.id for agent in await repo.find_by_user_id(owner)] == ["c", "b", "a"]
+    await repo.invalidate("a")
+    assert await repo.find_many() == []
+
+
+async def test_update_merges_like_legacy(storage: Storage) -> None:
+    repo = storage.agents
+    tokens = {"provider": "openai", "model": "gpt-5", "size": {"input": 1, "output": 2}}
+    await repo.create(agent_record("agent-1", await owner_id(storage), tokens=tokens, stats={"openai": {}}))
+    await repo.update("agent-1", descriptor=None, permissions=None, stats=None, active_session_id="s1")
+    kept = await repo.find_by_id("agent-1")
+    assert kept is not None
+    assert (kept.descriptor["name"], kept.permissions, kept.stats, kept.tokens) == (
+        "job",
+        PERMISSIONS,
+        {"openai": {}},
+        tokens,
+    )
+    assert kept.active_session_id == "s1"
+    await repo.update("agent-1", tokens=None, active_session_id=None)
+    cleared = await AgentsRepository(storage.db).find_by_id("agent-1")
+    assert cleared is not None and (cleared.tokens, cleared.active_session_id) == (None, None)
+
+
+async def test_update_rejects_bad_input_and_missing_agents(storage: Storage) -> None:
+    repo = storage.agents
+    await repo.create(agent_record("agent-1", await owner_id(storage)))
+    with pytest.raises(TypeError, match="colour"):
+        await repo.update("agent-1", colour="red")
+    with pytest.raises(TypeError, match="never changes"):
+        await repo.update("agent-1", id="agent-2")
+    with pytest.raises(LookupError, match=r"^Agent not found: missing$"):
+        await repo.update("missing", lifecycle="dead")
+    with pytest.raises(IntegrityError, match="NOT NULL"):
+        await repo.update("agent-1", lifecycle=None)
+    assert (await repo.find_by_id("agent-1")) == agent_record("agent-1", (await owner_id(storage)))
+
+
+async def test_json_is_written_as_legacy_wrote_it(storage: Storage) -> None:
+    descriptor = {"type": "permanent", "name": "Chef", "description": "Cooking 🍳 — рецепты", "z": 1, "a": [1.5]}
+    record = agent_record("agent-json", await owner_id(storage), descriptor=descriptor, tokens={})
+    await storage.agents.create(record)
+    assert storage.db.path is not None
+    with sqlite3.connect(storage.db.path) as plain:
+        row = plain.execute(
+            "SELECT descriptor, permissions, tokens, stats FROM agents WHERE id = 'agent-json'"
+        ).fetchone()
+    assert row == (
+        '{"type":"permanent","name":"Chef","description":"Cooking 🍳 — рецепты","z":1,"a":[1.5]}',
+        '{"workingDir":"/workspace","writeDirs":["/workspace"]}',
+        "{}",  # an empty object is a value (JS `{}` is truthy); only None is NULL
+        "{}",
+    )
+
+
+async def test_broken_json_raises_on_read(storage: Storage) -> None:
+    await storage.db.connection().execute_query(
+        "INSERT INTO agents (id, user_id, type, descriptor, permissions, created_at, updated_at) "
+        "VALUES ('broken', 'u', 'cron', '{not json', '{}', 1, 1)"
+    )
+    with pytest.raises(ValueError):
+        await storage.agents.find_by_id("broken")
+    with pytest.raises(ValueError):
+        await storage.agents.find_many()
+
+
+async def test_empty_tokens_text_reads_as_none(storage: Storage) -> None:
+    await storage.db.connection().execute_query(
+        "INSERT INTO agents (id, user_id, type, descriptor, permissions, tokens, created_at, updated_at) "
+        "VALUES ('empty', 'u', 'cron', '{}', '{}', '', 1, 1)"
+    )
+    loaded = await storage.agents.find_by_id("empty")
+    assert loaded is not None and loaded.tokens is None and loaded.stats == {}
+
+
+async def test_callers_cannot_change_the_cache(storage: Storage) -> None:
+    descriptor: dict[str, Any] = {"type": "cron", "id": "agent-1", "name": "before", "tags": ["x"]}
+    record = agent_record("agent-1", await owner_id(storage), descriptor=descriptor)
+    await storage.agents.create(record)
+    descriptor["name"] = "after"
+    descriptor["tags"].append("y")
+    cached = await storage.agents.find_by_id("agent-1")
+    assert cached is not None and cached.descriptor == {
+        "type": "cron",
+        "id": "agent-1",
+        "name": "before",
+        "tags": ["x"],
+    }
+    with pytest.raises(TypeError):
+        cached.descriptor["name"] = "mutated"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        cached.descriptor["tags"].append("z")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cached.lifecycle = "dead"  # type: ignore[misc]
+    assert (await storage.agents.find_by_id("agent-1")) == cached
+
+
+async def test_upsert_keeps_sessions_and_history(storage: Storage) -> None:
+    """ON CONFLICT DO UPDATE, never REPLACE: re-creating an agent must not cascade-delete its data."""
+    record = agent_record("agent-1", await owner_id(storage))
+    created = await storage.create_agent_with_session(record)
+    await storage.append_history("agent-1", HistoryRecord("note", 5, {"text": "kept"}))
+    await storage.agents.create(dataclasses.replace(record, lifecycle="sleeping", created_at=7))
+    assert len(await storage.sessions.find_by_agent_id("agent-1")) == 1
+    assert await storage.history.find_by_session_id(created.session_id) == [HistoryRecord("note", 5, {"text": "kept"})]
+    _, rows = await storage.db.connection().execute_query("SELECT lifecycle, created_at FROM agents")
+    assert [tuple(row) for row in rows] == [("sleeping", 7)]
