@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -10,11 +11,24 @@ from typing import Any
 
 import pytest
 
+from daycare.storage.db import database as database_module
 from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.facade import Storage
 from daycare.storage.migrations.migrate import database_migrate
 
 ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = {"yielding": "tests.storage.yielding_backend"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`DAYCARE_TEST_BACKEND=yielding` runs the databases the tests open on the yielding test backend."""
+    name = os.environ.get("DAYCARE_TEST_BACKEND", "")
+    if name:
+        if name not in BACKENDS:
+            raise pytest.UsageError(f"DAYCARE_TEST_BACKEND={name!r}: expected one of {sorted(BACKENDS)}")
+        database_module.BACKEND = BACKENDS[name]
+
+
 LEGACY_DIR = ROOT / "tests" / "fixtures" / "legacy"
 
 

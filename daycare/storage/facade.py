@@ -1,9 +1,9 @@
 """The Storage facade: every repository, on the one database the engine opened.
 
-Its flows that write several rows run in one transaction each. The backend holds the
-connection for the whole transaction, so no other task's statement can join it; and the
-flows take repository locks before they open a transaction, never inside one, so a task
-that holds a repository lock and waits for the connection can never block them in turn.
+Its flows that write several rows run in one transaction each. They take the agent's write
+lock before they open the transaction, never inside one (a task that holds a lock and waits
+for the connection can then never block them in turn), and they put the agent in its cache
+only after the COMMIT, as the cache rule of `daycare.storage.repositories.cache` requires.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from daycare.storage.repositories.token_stats import TokenStatsRepository
 from daycare.storage.repositories.users import (
     CONNECTOR_KEY_TAKEN,
     NAMETAG_ATTEMPTS,
+    NAMETAG_TAKEN,
     UserFields,
     UserRecord,
     UsersRepository,
@@ -128,20 +129,16 @@ class Storage:
         # agent's active_session_id has no foreign key, so writing it final first (the session
         # id is chosen up front) stores the same rows with one statement less.
         agent = replace(record, active_session_id=session_id, updated_at=max(record.updated_at, created_at))
-        async with self.agents.lock_hold(record.id):
-            try:
-                async with self.db.in_transaction():
-                    await self.agents.row_upsert(agent)
-                    await self.sessions.create(
-                        record.id,
-                        id=session_id,
-                        inference_session_id=inference_session_id,
-                        created_at=created_at,
-                        reset_message=reset_message,
-                    )
-            except BaseException:
-                await self.agents.invalidate(record.id)
-                raise
+        async with self.agents.writing(record.id):  # a failure evicts the agent from the cache
+            async with self.db.in_transaction():
+                await self.agents.row_upsert(agent)
+                await self.sessions.create(
+                    record.id,
+                    id=session_id,
+                    inference_session_id=inference_session_id,
+                    created_at=created_at,
+                    reset_message=reset_message,
+                )
             self.agents.cache_put(agent)
         return AgentWithSession(agent, session_id)
 
@@ -155,7 +152,7 @@ class Storage:
         if agent.active_session_id:
             await self.history.append(agent.active_session_id, record)
             return
-        async with self.agents.lock_hold(agent_id):
+        async with self.agents.writing(agent_id):
             # Another task may have created the session while this one waited for the lock.
             current = self.agents.cached(agent_id) or await self.agents.row_load(agent_id)
             if current is None:
@@ -176,6 +173,6 @@ class Storage:
             try:
                 return await self.users.create(nametag=nametag_generate(), **fields)
             except IntegrityError as error:
-                if not constraint_failed_on(error, "users.nametag"):
+                if not constraint_failed_on(error, NAMETAG_TAKEN):
                     raise
         raise RuntimeError(f"Failed to generate unique nametag after {NAMETAG_ATTEMPTS} attempts.")

@@ -30,7 +30,7 @@ def agent_record(agent_id: str, user_id: str, **changes: Any) -> AgentRecord:
 
 
 async def owner_id(storage: Storage) -> str:
-    """The bootstrap owner's id (the first of `users.find_many()`, as in the legacy specs)."""
+    """The bootstrap owner's id (the first of `users.find_all()`, as in the legacy specs)."""
     owner = await storage.users.find_owner()
     assert owner is not None
     return owner.id

@@ -47,7 +47,7 @@ async def test_opens_with_migrations_and_closes_connection(tmp_path: Path) -> No
     assert {"agents", "users"} <= {row[0] for row in rows}
     await database_close(db)
     with pytest.raises(Exception):  # noqa: B017 - any failure will do: the handle is closed
-        await storage.users.find_many()
+        await storage.users.find_all()
 
 
 async def test_resolves_user_by_connector_key_under_concurrent_requests(storage: Storage) -> None:
@@ -56,7 +56,7 @@ async def test_resolves_user_by_connector_key_under_concurrent_requests(storage:
     first_id = results[0].id
     assert first_id
     assert {user.id for user in results} == {first_id}
-    users = await storage.users.find_many()
+    users = await storage.users.find_all()
     assert len(users) == 2
     resolved = next(user for user in users if user.id == first_id)
     assert [key.connector_key for key in resolved.connector_keys] == ["telegram:alice"]
@@ -185,7 +185,7 @@ async def test_create_agent_with_session_times(storage: Storage) -> None:
 async def test_create_agent_with_session_rolls_back_and_invalidates_the_cache(storage: Storage) -> None:
     owner = await owner_id(storage)
     await storage.agents.create(agent_record("existing", owner, lifecycle="sleeping"))
-    await storage.agents.find_many()  # all loaded: a cache miss would be final for find_many
+    await storage.agents.find_all()  # all loaded: a cache miss would be final for find_many
     await storage.db.connection().execute_script(
         "CREATE TRIGGER fail_sessions BEFORE INSERT ON sessions BEGIN SELECT RAISE(ABORT, 'session refused'); END;"
     )
@@ -203,7 +203,7 @@ async def test_create_agent_with_session_rolls_back_and_invalidates_the_cache(st
     # The all-loaded flag was reset: find_many asks the database again and sees a new row.
     await storage.agents.create(agent_record("later", owner))
     await storage.db.connection().execute_query("UPDATE agents SET lifecycle = 'dead' WHERE id = 'existing'")
-    assert {(agent.id, agent.lifecycle) for agent in await storage.agents.find_many()} == {
+    assert {(agent.id, agent.lifecycle) for agent in await storage.agents.find_all()} == {
         ("existing", "dead"),
         ("later", "active"),
     }

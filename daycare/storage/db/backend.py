@@ -123,6 +123,8 @@ def _journal_mode_ensure(connection: sqlite3.Connection) -> None:
 class DaycareSqliteClient(BaseDBAsyncClient):
     """One SQLite connection, used by one task at a time through an asyncio lock."""
 
+    transaction_class: type[_TransactionClient]  # the client a transaction runs on (set below its class)
+
     executor_class = SqliteExecutor
     query_class = SQLLiteQuery
     schema_generator = SqliteSchemaGenerator
@@ -197,7 +199,7 @@ class DaycareSqliteClient(BaseDBAsyncClient):
         return ConnectionWrapper(self._lock, self)
 
     def _in_transaction(self) -> TransactionContext:
-        return _TransactionContext(_TransactionClient(self), self._lock)
+        return _TransactionContext(self.transaction_class(self), self._lock)
 
     async def _run(self, call: Callable[[sqlite3.Connection], T]) -> T:
         # A statement runs without suspending when the connection is free, so a burst of queries
@@ -275,7 +277,7 @@ class _TransactionClient(DaycareSqliteClient, TransactionalDBClient):
         self._bound_loop = parent._bound_loop
 
     def _in_transaction(self) -> TransactionContext:
-        return NestedTransactionContext(_TransactionClient(self))
+        return NestedTransactionContext(type(self)(self))
 
     def _raw(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -315,6 +317,9 @@ class _TransactionClient(DaycareSqliteClient, TransactionalDBClient):
             raise TransactionManagementError("No savepoint to release")
         _translated(lambda: self._raw().execute(f"RELEASE {self._savepoint}"))
         self._savepoint = None
+
+
+DaycareSqliteClient.transaction_class = _TransactionClient
 
 
 class _TransactionContext(TransactionContext):

@@ -1,27 +1,121 @@
-"""The state of a legacy write-through cache (convention C7), shared by the repositories.
+"""The write-through cache of a repository, and the one rule that keeps it equal to the database.
 
-Records are frozen (see `records.py`), so a cache hands out the cached object itself: a
-caller cannot change what the cache holds, and no clone is needed on the hot path.
+The rule, whatever the driver and however often it yields to the event loop:
+
+1. A write holds its key's lock from before it reads the current record until the cache holds
+   the result (`writing`). Writes to one key therefore never interleave, and a read-modify-write
+   never starts from a record another write is about to replace.
+2. The cache changes only after the write committed. A cached repository never writes inside a
+   caller's transaction (it refuses); the Storage facade, which writes several repositories in
+   one transaction, puts the records in the caches after its COMMIT. A write that fails, or is
+   cancelled, evicts its key: the next read asks the database.
+3. Reads take no lock. A read that loads rows (`loading`) stores them only for keys that no write
+   touched while it ran: the cache counts writes, and a key remembers the count at which its last
+   write ended, so a slow load never brings back a row that a write has replaced meanwhile.
+
+So a concurrent reader sees the committed record from before a write or the one after it, never
+an older one. Records are frozen (see `daycare.storage.json_values`), so the cache hands out the
+cached object itself.
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Hashable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Generic, TypeVar
 
 from daycare.storage.repositories.locks import KeyedLocks
 
-K = TypeVar("K")
+K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
 
 
-@dataclass
-class RecordCache(Generic[K, R]):
-    """Records by key, whether all rows are loaded, and the locks of the legacy pattern."""
+class CacheLoad(Generic[K, R]):
+    """A load in progress: what it read is handed to `store` once the rows are in."""
 
-    records: dict[K, R] = field(default_factory=dict)
-    all_loaded: bool = False
-    create_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    cache_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    key_locks: KeyedLocks = field(default_factory=KeyedLocks)
+    def __init__(self, cache: RecordCache[K, R]) -> None:
+        self._cache = cache
+        self.since = cache._version
+
+    def store(self, records: Iterable[tuple[K, R]], *, complete: bool = False) -> None:
+        """Caches the loaded records whose keys no write touched since the load began.
+
+        `complete` says the records are every row of the table: the cache then drops what it
+        holds beyond them and answers misses without a query, unless a write ran meanwhile.
+        """
+        cache = self._cache
+        fresh = {key: record for key, record in records if cache._untouched_since(key, self.since)}
+        if complete:
+            for key in [key for key in cache.records if key not in fresh]:
+                if cache._untouched_since(key, self.since):
+                    del cache.records[key]
+        cache.records.update(fresh)
+        if complete and cache._version == self.since and not cache._writing:
+            cache.all_loaded = True
+
+
+class RecordCache(Generic[K, R]):
+    """Records by key, whether every row is loaded, the per-key write locks and the write counter."""
+
+    def __init__(self) -> None:
+        self.records: dict[K, R] = {}
+        self.all_loaded = False
+        self.locks = KeyedLocks()
+        self._version = 0  # bumped when a write begins and when it ends
+        self._ended_at: dict[K, int] = {}  # the version at which each key's last write ended
+        self._writing: dict[K, int] = {}  # keys with writes in flight, and how many
+        self._loads = 0
+        # TEMPORARY, until every repository is on CachedRepository: the old attribute names.
+        import asyncio
+
+        self.create_lock = asyncio.Lock()
+        self.key_locks = self.locks
+
+    def get(self, key: K) -> R | None:
+        return self.records.get(key)
+
+    def put(self, key: K, record: R) -> None:
+        """Caches the record a committed write produced (call it inside `writing(key)`)."""
+        self.records[key] = record
+
+    def drop(self, key: K) -> None:
+        """Forgets a deleted row (call it inside `writing(key)`); a miss still asks the database."""
+        self.records.pop(key, None)
+
+    def evict(self, key: K) -> None:
+        """Forgets a key whose row is unknown, and that every row is loaded."""
+        self.records.pop(key, None)
+        self.all_loaded = False
+
+    @asynccontextmanager
+    async def writing(self, key: K) -> AsyncIterator[None]:
+        """Holds the key's lock for one write; a failed or cancelled write evicts the key."""
+        async with self.locks.hold(key):
+            self._version += 1
+            self._writing[key] = self._writing.get(key, 0) + 1
+            try:
+                yield
+            except BaseException:
+                self.evict(key)
+                raise
+            finally:
+                self._version += 1
+                remaining = self._writing.pop(key) - 1
+                if remaining:
+                    self._writing[key] = remaining
+                if self._loads:
+                    self._ended_at[key] = self._version
+
+    @contextmanager
+    def loading(self) -> Iterator[CacheLoad[K, R]]:
+        """Marks a load from the database; store its rows with `CacheLoad.store`."""
+        self._loads += 1
+        try:
+            yield CacheLoad(self)
+        finally:
+            self._loads -= 1
+            if not self._loads:
+                self._ended_at.clear()
+
+    def _untouched_since(self, key: K, since: int) -> bool:
+        return key not in self._writing and self._ended_at.get(key, 0) <= since

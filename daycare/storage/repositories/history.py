@@ -10,11 +10,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pypika_tortoise.queries import Query, QueryBuilder
 from tortoise.functions import Max
 
 from daycare.schema import SessionHistory
-from daycare.storage.db.database import Database
+from daycare.storage.db.statements import ModelTable, Statement, returning, slot
 from daycare.storage.json_values import FrozenDict, frozen, json_decode, json_encode
+from daycare.storage.repositories.base import Repository
 from daycare.storage.repositories.limits import limit_check
 
 HISTORY_TYPES = frozenset(
@@ -29,11 +31,6 @@ HISTORY_TYPES = frozenset(
         "note",
     }
 )
-# Fixed, parameterised statements: appends and per-session reads are the busiest queries of a
-# running agent; a Tortoise queryset would cost more to build than these cost to run.
-_INSERT = "INSERT INTO session_history (session_id, type, at, data) VALUES (?, ?, ?, ?)"
-_BY_SESSION = "SELECT type, at, data FROM session_history WHERE session_id = ? ORDER BY id ASC"
-_SINCE_ID = "SELECT type, at, data FROM session_history WHERE session_id = ? AND id > ? ORDER BY id ASC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,51 +76,65 @@ def _history_parse(rows: Iterable[Any]) -> list[HistoryRecord]:
     return records
 
 
-class HistoryRepository:
+_READ_FIELDS = ("type", "at", "data")
+
+
+def _insert(query: type[Query]) -> QueryBuilder:
+    history = ModelTable(SessionHistory)
+    fields = ("session_id", "type", "at", "data")
+    return returning(
+        query.into(history.table).columns(*history.columns(fields)).insert(*map(slot, fields)), history["id"]
+    )
+
+
+def _by_session(query: type[Query], *, after_id: bool = False) -> QueryBuilder:
+    history = ModelTable(SessionHistory)
+    condition = history["session_id"] == slot("session_id")
+    if after_id:
+        condition &= history["id"] > slot("after_id")
+    return query.from_(history.table).select(*history.columns(_READ_FIELDS)).where(condition).orderby(history["id"])
+
+
+# Appends and per-session reads are the busiest statements of a running agent: built once.
+_INSERT = Statement(_insert)
+_BY_SESSION = Statement(_by_session)
+_SINCE_ID = Statement(lambda query: _by_session(query, after_id=True))
+
+
+class HistoryRepository(Repository[HistoryRecord]):
     """Session history rows; ids grow with every append and are never reused."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    model = SessionHistory
+    fields = _READ_FIELDS
 
     async def find_by_session_id(self, session_id: str) -> list[HistoryRecord]:
         """The records of a session in append order."""
-        _, rows = await self._db.connection().execute_query(_BY_SESSION, [session_id])
-        return _history_parse(rows)
+        return _history_parse(await _BY_SESSION.rows(self._conn(), session_id=session_id))
 
     async def find_by_agent_id(self, agent_id: str, limit: int | None = None) -> list[HistoryRecord]:
         """The records of all of an agent's sessions (oldest session first); `limit` keeps the oldest N."""
         if limit is not None and limit_check(limit) == 0:
-            return []  # Tortoise drops a zero LIMIT; SQLite's LIMIT 0 returns nothing.
-        query = (
-            SessionHistory.filter(session__agent_id=agent_id)
-            .using_db(self._db.connection())
-            .order_by("session__created_at", "id")
-        )
+            return []  # Tortoise drops a zero LIMIT; a LIMIT 0 returns nothing.
+        query = self._query(session__agent_id=agent_id).order_by("session__created_at", "id")
         if limit is not None:
             query = query.limit(limit)
-        rows = await query.values("type", "at", "data")
-        return _history_parse(rows)
+        return _history_parse(await query.values(*_READ_FIELDS))
 
     async def append(self, session_id: str, record: HistoryRecord) -> int:
         """Stores the record and returns its new id; an unknown session raises the foreign key error."""
         history_record_check(record)
-        row_id: int = await self._db.connection().execute_insert(
-            _INSERT, [session_id, record.type, record.at, json_encode(record.data)]
+        rows = await _INSERT.rows(
+            self._conn(), session_id=session_id, type=record.type, at=record.at, data=json_encode(record.data)
         )
-        return row_id
+        return int(rows[0]["id"])
 
     async def find_since_id(self, session_id: str, after_id: int) -> list[HistoryRecord]:
         """The records of a session with an id above `after_id`, in append order."""
-        _, rows = await self._db.connection().execute_query(_SINCE_ID, [session_id, after_id])
-        return _history_parse(rows)
+        return _history_parse(await _SINCE_ID.rows(self._conn(), session_id=session_id, after_id=after_id))
 
     async def max_id(self, session_id: str) -> int | None:
         """The largest record id of a session, or None when it has none."""
         value: Any = (
-            await SessionHistory.filter(session_id=session_id)
-            .using_db(self._db.connection())
-            .annotate(max_id=Max("id"))
-            .first()
-            .values_list("max_id", flat=True)
+            await self._query(session_id=session_id).annotate(max_id=Max("id")).first().values_list("max_id", flat=True)
         )
         return None if value is None else int(value)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from daycare.schema import InboxItem
-from daycare.storage.db.database import Database
+from daycare.storage.db.statements import upsert_statement
+from daycare.storage.repositories.base import Repository
 
-_FIELDS = ("id", "agent_id", "posted_at", "type", "data")
+INBOX_FIELDS = ("id", "agent_id", "posted_at", "type", "data")
 # One atomic upsert, as the legacy code wrote it (never REPLACE, which deletes first). It is
-# also every queued message's hot path, so it stays a fixed, parameterised statement.
-_UPSERT = (
-    "INSERT INTO inbox (id, agent_id, posted_at, type, data) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT(id) DO UPDATE SET agent_id = excluded.agent_id, posted_at = excluded.posted_at, "
-    "type = excluded.type, data = excluded.data"
-)
+# every queued message's hot path, so it is built once.
+_UPSERT = upsert_statement(InboxItem, INBOX_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,36 +27,29 @@ class InboxRecord:
     data: str
 
 
-def _inbox_parse(values: tuple[Any, ...]) -> InboxRecord:
-    return InboxRecord(*values)
-
-
-class InboxRepository:
+class InboxRepository(Repository[InboxRecord]):
     """Inbox rows read and written directly; nothing is cached."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    model = InboxItem
+    fields = INBOX_FIELDS
+
+    def record_read(self, row: Mapping[str, Any]) -> InboxRecord:
+        return InboxRecord(*(row[field] for field in INBOX_FIELDS))
 
     async def insert(self, id: str, agent_id: str, posted_at: int, type: str, data: str) -> None:
         """Inserts the item, or overwrites every column of the item with this id."""
         if not isinstance(data, str):
             raise TypeError(f"inbox data is stored as given and must be text, got {data.__class__.__name__}")
-        await self._db.connection().execute_query(_UPSERT, [id, agent_id, posted_at, type, data])
+        await _UPSERT.run(self._conn(), id=id, agent_id=agent_id, posted_at=posted_at, type=type, data=data)
 
     async def find_by_agent_id(self, agent_id: str) -> list[InboxRecord]:
         """The items of an agent by posted_at, then id."""
-        rows = (
-            await InboxItem.filter(agent_id=agent_id)
-            .using_db(self._db.connection())
-            .order_by("posted_at", "id")
-            .values_list(*_FIELDS)
-        )
-        return [_inbox_parse(row) for row in rows]
+        return await self._read(self._query(agent_id=agent_id).order_by("posted_at", "id"))
 
     async def delete(self, id: str) -> None:
         """Deletes one item; a missing id is a no-op."""
-        await InboxItem.filter(id=id).using_db(self._db.connection()).delete()
+        await self._query(id=id).delete()
 
     async def delete_by_agent_id(self, agent_id: str) -> None:
         """Deletes every item of an agent."""
-        await InboxItem.filter(agent_id=agent_id).using_db(self._db.connection()).delete()
+        await self._query(agent_id=agent_id).delete()

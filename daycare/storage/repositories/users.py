@@ -1,44 +1,34 @@
-"""UsersRepository: users and their connector keys, behind the legacy write-through cache (C7).
+"""UsersRepository: users and their connector keys, behind a write-through cache.
 
 `create` writes the user and its connector key in one transaction, so a lost race for a
-connector key leaves no user row behind (the legacy code committed the user first).
+connector key leaves no user row behind (the legacy code committed the user first). Reads
+are indexed queries: by id, by connector key, by nametag, the owner and a parent's sub-users;
+only `find_all` loads every user.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
+from pypika_tortoise.queries import Query, QueryBuilder
 from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
 
-from daycare.schema import User
+from daycare.schema import User, UserConnectorKey
 from daycare.storage.clock import now_ms
 from daycare.storage.db.database import Database
+from daycare.storage.db.statements import ModelTable, Statement, returning, slot
 from daycare.storage.identifiers import cuid_create, nametag_generate
-from daycare.storage.repositories.cache import RecordCache
+from daycare.storage.repositories.base import CachedRepository
 
 NAMETAG_ATTEMPTS = 100
-NAMETAG_TAKEN = "UNIQUE constraint failed: users.nametag"
+NAMETAG_TAKEN = "users.nametag"
 CONNECTOR_KEY_TAKEN = "user_connector_keys.connector_key"
 
-# Reads and inserts are fixed, parameterised statements: they sit on the connector-key
-# resolution path, where building a Tortoise queryset (~150 us) would cost more than the
-# statement itself. Columns are listed so the record never depends on the table's order.
-_USER_COLUMNS = "id, is_owner, parent_user_id, name, nametag, created_at, updated_at"
-_USER_BY_ID = f"SELECT {_USER_COLUMNS} FROM users WHERE id = ? LIMIT 1"
-_USERS_ALL = f"SELECT {_USER_COLUMNS} FROM users ORDER BY created_at ASC, id ASC"
-_KEYS_BY_USER = "SELECT id, user_id, connector_key FROM user_connector_keys WHERE user_id = ? ORDER BY id ASC"
-_KEYS_ALL = "SELECT id, user_id, connector_key FROM user_connector_keys ORDER BY id ASC"
-_USER_ID_BY_KEY = "SELECT user_id FROM user_connector_keys WHERE connector_key = ? LIMIT 1"
-_USER_ID_BY_NAMETAG = "SELECT id FROM users WHERE nametag = ? LIMIT 1"
-_OWNER_ID = "SELECT id FROM users WHERE is_owner = 1 LIMIT 1"
-_ANY_USER = "SELECT 1 FROM users LIMIT 1"
-_USER_INSERT = (
-    "INSERT INTO users (id, is_owner, parent_user_id, name, nametag, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_KEY_INSERT = "INSERT INTO user_connector_keys (user_id, connector_key) VALUES (?, ?)"
+USER_FIELDS = ("id", "is_owner", "parent_user_id", "name", "nametag", "created_at", "updated_at")
+KEY_FIELDS = ("id", "user_id", "connector_key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,63 +88,116 @@ def constraint_failed_on(error: BaseException, target: str) -> bool:
     return isinstance(error, IntegrityError) and "UNIQUE constraint failed" in message and target in message
 
 
-def _user_parse(row: Any, keys: Sequence[Any]) -> UserRecord:
-    return UserRecord(
-        id=row["id"],
-        is_owner=row["is_owner"] == 1,
-        parent_user_id=row["parent_user_id"],
-        name=row["name"],
-        nametag=row["nametag"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        connector_keys=tuple(ConnectorKeyRecord(key["id"], key["user_id"], key["connector_key"]) for key in keys),
+# The statements of connector-key resolution, its busiest path, are built once.
+
+
+def _user_select(query: type[Query]) -> QueryBuilder:
+    users = ModelTable(User)
+    return query.from_(users.table).select(*users.columns(USER_FIELDS))
+
+
+def _user_by_id(query: type[Query]) -> QueryBuilder:
+    return _user_select(query).where(ModelTable(User)["id"] == slot("id")).limit(1)
+
+
+def _keys_by_user(query: type[Query]) -> QueryBuilder:
+    keys = ModelTable(UserConnectorKey)
+    return (
+        query.from_(keys.table)
+        .select(*keys.columns(KEY_FIELDS))
+        .where(keys["user_id"] == slot("user_id"))
+        .orderby(keys["id"])
     )
 
 
-def _users_sort(records: list[UserRecord]) -> list[UserRecord]:
+def _user_id_by_key(query: type[Query]) -> QueryBuilder:
+    keys = ModelTable(UserConnectorKey)
+    return (
+        query.from_(keys.table).select(keys["user_id"]).where(keys["connector_key"] == slot("connector_key")).limit(1)
+    )
+
+
+def _any_user(query: type[Query]) -> QueryBuilder:
+    users = ModelTable(User)
+    return query.from_(users.table).select(users["id"]).limit(1)
+
+
+def _user_insert(query: type[Query]) -> QueryBuilder:
+    users = ModelTable(User)
+    return query.into(users.table).columns(*users.columns(USER_FIELDS)).insert(*map(slot, USER_FIELDS))
+
+
+def _key_insert(query: type[Query]) -> QueryBuilder:
+    keys = ModelTable(UserConnectorKey)
+    insert = query.into(keys.table).columns(keys["user_id"], keys["connector_key"])
+    return returning(insert.insert(slot("user_id"), slot("connector_key")), keys["id"])
+
+
+_USER_BY_ID = Statement(_user_by_id)
+_KEYS_BY_USER = Statement(_keys_by_user)
+_USER_ID_BY_KEY = Statement(_user_id_by_key)
+_ANY_USER = Statement(_any_user)
+_USER_INSERT = Statement(_user_insert)
+_KEY_INSERT = Statement(_key_insert)
+
+
+def _key_read(row: Mapping[str, Any]) -> ConnectorKeyRecord:
+    return ConnectorKeyRecord(row["id"], row["user_id"], row["connector_key"])
+
+
+def _users_sort(records: Iterable[UserRecord]) -> list[UserRecord]:
     # Legacy sorted ids with JS localeCompare; cuid2 ids are lowercase alphanumerics, where it equals code order.
     return sorted(records, key=lambda record: (record.created_at, record.id))
 
 
-class UsersRepository:
+class UsersRepository(CachedRepository[str, UserRecord]):
     """Users by id, connector key and nametag, cached per instance; returned records are frozen."""
 
+    model = User
+    fields = USER_FIELDS
+    entity = "User"
+
     def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: RecordCache[str, UserRecord] = RecordCache()
+        super().__init__(db)
+        # Secondary lookups into the cache; a stale entry is harmless: the id is checked on use.
         self._id_by_connector_key: dict[str, str] = {}
         self._id_by_nametag: dict[str, str] = {}
 
+    def record_read(self, row: Mapping[str, Any], keys: Sequence[ConnectorKeyRecord] = ()) -> UserRecord:
+        return UserRecord(
+            id=row["id"],
+            is_owner=bool(row["is_owner"]),
+            parent_user_id=row["parent_user_id"],
+            name=row["name"],
+            nametag=row["nametag"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            connector_keys=tuple(keys),
+        )
+
     async def find_by_id(self, id: str) -> UserRecord | None:
         """The user with this id; once all users are loaded a cache miss is final (no query)."""
-        cached = self._cache.records.get(id)
-        if cached is not None:
+        cached = self._cache.get(id)
+        if cached is not None or self._cache.all_loaded:
             return cached
-        if self._cache.all_loaded:
-            return None
-        async with self._cache.key_locks.hold(id):
-            cached = self._cache.records.get(id)
-            if cached is not None:
-                return cached
+        with self._cache.loading() as load:
             loaded = await self._row_load(id)
             if loaded is not None:
-                self._cache_put(loaded)
-            return loaded
+                load.store([(id, loaded)])
+                self._lookups_add(loaded)
+        return loaded
 
     async def find_by_connector_key(self, connector_key: str) -> UserRecord | None:
         """The user owning this exact (untrimmed) key; always asks the database on a cache miss."""
         cached_id = self._id_by_connector_key.get(connector_key)
         if cached_id:
-            return await self.find_by_id(cached_id)
-        _, rows = await self._db.connection().execute_query(_USER_ID_BY_KEY, [connector_key])
-        user_id = (rows[0]["user_id"] or "").strip() if rows else ""
-        if not user_id:
-            return None
-        self._id_by_connector_key[connector_key] = user_id
-        user = await self.find_by_id(user_id)
-        if user is None:
+            user = await self.find_by_id(cached_id)
+            if user is not None and any(key.connector_key == connector_key for key in user.connector_keys):
+                return user
             self._id_by_connector_key.pop(connector_key, None)
-        return user
+        rows = await _USER_ID_BY_KEY.rows(self._conn(), connector_key=connector_key)
+        user_id = (rows[0]["user_id"] or "").strip() if rows else ""
+        return await self.find_by_id(user_id) if user_id else None
 
     async def find_by_nametag(self, nametag: str) -> UserRecord | None:
         """The user with this nametag (trimmed); an empty tag finds nobody."""
@@ -163,54 +206,46 @@ class UsersRepository:
             return None
         cached_id = self._id_by_nametag.get(nametag)
         if cached_id:
-            return await self.find_by_id(cached_id)
+            user = await self.find_by_id(cached_id)
+            if user is not None and user.nametag == nametag:
+                return user
+            self._id_by_nametag.pop(nametag, None)
         if self._cache.all_loaded:
             return None
-        _, rows = await self._db.connection().execute_query(_USER_ID_BY_NAMETAG, [nametag])
-        user_id = (rows[0]["id"] or "").strip() if rows else ""
-        if not user_id:
-            return None
-        self._id_by_nametag[nametag] = user_id
-        user = await self.find_by_id(user_id)
-        if user is None:
-            self._id_by_nametag.pop(nametag, None)
-        return user
+        user_id = await self._query(nametag=nametag).first().values_list("id", flat=True)
+        return await self.find_by_id(str(user_id).strip()) if user_id else None
 
-    async def find_many(self) -> list[UserRecord]:
+    async def find_all(self) -> list[UserRecord]:
         """Every user by created_at, then id; the first call loads them all and rebuilds the cache."""
         if self._cache.all_loaded:
-            return _users_sort(list(self._cache.records.values()))
-        connection = self._db.connection()
-        _, user_rows = await connection.execute_query(_USERS_ALL)
-        _, key_rows = await connection.execute_query(_KEYS_ALL)
-        keys_by_user: dict[str, list[Any]] = {}
-        for key_row in key_rows:
-            keys_by_user.setdefault(key_row["user_id"], []).append(key_row)
-        records = [_user_parse(row, keys_by_user.get(row["id"], ())) for row in user_rows]
-        self._cache.records.clear()
+            return _users_sort(self._cache.records.values())
+        with self._cache.loading() as load:
+            records = await self._read_with_keys(self._query(), every_user=True)
+            load.store(((record.id, record) for record in records), complete=True)
         self._id_by_connector_key.clear()
         self._id_by_nametag.clear()
         for record in records:
-            self._cache_put(record)
-        self._cache.all_loaded = True
-        return records
+            self._lookups_add(record)
+        return _users_sort(records)
 
     async def find_owner(self) -> UserRecord | None:
-        """The owner: the first cached owner, else (unless all users are loaded) the database's."""
+        """The owner (one indexed query on a cache miss)."""
         for record in self._cache.records.values():
             if record.is_owner:
                 return record
         if self._cache.all_loaded:
             return None
-        _, rows = await self._db.connection().execute_query(_OWNER_ID)
-        user_id = (rows[0]["id"] or "").strip() if rows else ""
-        return await self.find_by_id(user_id) if user_id else None
+        user_id = await self._query(is_owner=True).first().values_list("id", flat=True)
+        return await self.find_by_id(str(user_id).strip()) if user_id else None
 
     async def find_by_parent_user_id(self, parent_user_id: str) -> list[UserRecord]:
-        """The sub-users of a user by created_at, then id (loads every user once)."""
-        if not self._cache.all_loaded:
-            await self.find_many()
-        return _users_sort([user for user in self._cache.records.values() if user.parent_user_id == parent_user_id])
+        """The sub-users of a user by created_at, then id (one indexed query, plus their keys)."""
+        if self._cache.all_loaded:
+            return _users_sort(u for u in self._cache.records.values() if u.parent_user_id == parent_user_id)
+        with self._cache.loading() as load:
+            records = await self._read_with_keys(self._query(parent_user_id=parent_user_id))
+            load.store((record.id, record) for record in records)
+        return _users_sort(records)
 
     async def is_empty(self) -> bool:
         """Whether no user exists, without loading the users (one indexed query at most)."""
@@ -218,8 +253,7 @@ class UsersRepository:
             return False
         if self._cache.all_loaded:
             return True
-        _, rows = await self._db.connection().execute_query(_ANY_USER)
-        return not rows
+        return not await _ANY_USER.rows(self._conn())
 
     async def create(
         self,
@@ -235,30 +269,31 @@ class UsersRepository:
     ) -> UserRecord:
         """Inserts a user and its connector key (trimmed; empty: none) in one transaction; a given nametag
         is tried once, else up to 100 generated ones. Database errors propagate and leave no row."""
-        async with self._cache.create_lock:
-            created = now_ms() if created_at is None else created_at
-            record = UserRecord(
-                id=cuid_create() if id is None else id,
-                is_owner=is_owner,
-                parent_user_id=parent_user_id,
-                name=name,
-                nametag="",
-                created_at=created,
-                updated_at=created if updated_at is None else updated_at,
-            )
-            key = (connector_key or "").strip()
-            explicit = (nametag or "").strip()
+        created = now_ms() if created_at is None else created_at
+        record = UserRecord(
+            id=cuid_create() if id is None else id,
+            is_owner=is_owner,
+            parent_user_id=parent_user_id,
+            name=name,
+            nametag="",
+            created_at=created,
+            updated_at=created if updated_at is None else updated_at,
+        )
+        key = (connector_key or "").strip()
+        explicit = (nametag or "").strip()
+        async with self._writing(record.id):
             for _ in range(1 if explicit else NAMETAG_ATTEMPTS):
                 attempt = replace(record, nametag=explicit or nametag_generate())
                 try:
                     stored = await self._insert(attempt, key)
                 except IntegrityError as error:
-                    if explicit or not constraint_failed_on(error, "users.nametag"):
+                    if explicit or not constraint_failed_on(error, NAMETAG_TAKEN):
                         raise
                     continue
-                self._cache_put(stored)
+                self._cache.put(stored.id, stored)
+                self._lookups_add(stored)
                 return stored
-            raise RuntimeError(f"Failed to generate unique nametag after {NAMETAG_ATTEMPTS} attempts.")
+        raise RuntimeError(f"Failed to generate unique nametag after {NAMETAG_ATTEMPTS} attempts.")
 
     async def update(
         self,
@@ -269,8 +304,8 @@ class UsersRepository:
         updated_at: int | None = None,
     ) -> None:
         """Changes is_owner, created_at and updated_at (the only updatable fields); LookupError if missing."""
-        async with self._cache.key_locks.hold(id):
-            current = self._cache.records.get(id) or await self._row_load(id)
+        async with self._writing(id):
+            current = self._cache.get(id) or await self._row_load(id)
             if current is None:
                 raise LookupError(f"User not found: {id}")
             changed = replace(
@@ -279,73 +314,66 @@ class UsersRepository:
                 created_at=current.created_at if created_at is None else created_at,
                 updated_at=current.updated_at if updated_at is None else updated_at,
             )
-            await (
-                User.filter(id=id)
-                .using_db(self._db.connection())
-                .update(
-                    is_owner=1 if changed.is_owner else 0,
-                    created_at=changed.created_at,
-                    updated_at=changed.updated_at,
-                )
+            await self._query(id=id).update(
+                is_owner=changed.is_owner, created_at=changed.created_at, updated_at=changed.updated_at
             )
-            self._cache_put(changed)
+            self._cache.put(id, changed)
 
     async def delete(self, id: str) -> None:
         """Deletes a user (its keys and connections cascade); a missing id is a no-op.
 
         A user that still has sub-users raises the foreign key error and stays cached.
         """
-        async with self._cache.key_locks.hold(id):
-            current = self._cache.records.get(id) or await self._row_load(id)
-            await User.filter(id=id).using_db(self._db.connection()).delete()
+        async with self._writing(id):
+            current = self._cache.get(id) or await self._row_load(id)
+            await self._query(id=id).delete()
             if current is not None:
                 for key in current.connector_keys:
                     self._id_by_connector_key.pop(key.connector_key, None)
                 self._id_by_nametag.pop(current.nametag, None)
-            self._cache.records.pop(id, None)
+            self._cache.drop(id)
 
     async def add_connector_key(self, user_id: str, connector_key: str) -> None:
         """Adds a key (not trimmed) after the user's others; LookupError if the user is missing."""
-        async with self._cache.key_locks.hold(user_id):
-            current = self._cache.records.get(user_id) or await self._row_load(user_id)
+        async with self._writing(user_id):
+            current = self._cache.get(user_id) or await self._row_load(user_id)
             if current is None:
                 raise LookupError(f"User not found: {user_id}")
-            key_id = await self._db.connection().execute_insert(_KEY_INSERT, [user_id, connector_key])
-            key = ConnectorKeyRecord(key_id, user_id, connector_key)
-            self._cache_put(replace(current, connector_keys=(*current.connector_keys, key)))
+            rows = await _KEY_INSERT.rows(self._conn(), user_id=user_id, connector_key=connector_key)
+            key = ConnectorKeyRecord(rows[0]["id"], user_id, connector_key)
+            changed = replace(current, connector_keys=(*current.connector_keys, key))
+            self._cache.put(user_id, changed)
+            self._lookups_add(changed)
 
     async def _insert(self, record: UserRecord, connector_key: str) -> UserRecord:
         """Writes the user row and its key atomically; returns the record with the key's id."""
-        async with self._db.in_transaction():
-            connection = self._db.connection()
-            await connection.execute_insert(
-                _USER_INSERT,
-                [
-                    record.id,
-                    1 if record.is_owner else 0,
-                    record.parent_user_id,
-                    record.name,
-                    record.nametag,
-                    record.created_at,
-                    record.updated_at,
-                ],
-            )
+        async with self._db.in_transaction() as conn:
+            await _USER_INSERT.run(conn, **{field: getattr(record, field) for field in USER_FIELDS})
             if not connector_key:
                 return record
-            key_id = await connection.execute_insert(_KEY_INSERT, [record.id, connector_key])
-        return replace(record, connector_keys=(ConnectorKeyRecord(key_id, record.id, connector_key),))
+            rows = await _KEY_INSERT.rows(conn, user_id=record.id, connector_key=connector_key)
+        return replace(record, connector_keys=(ConnectorKeyRecord(rows[0]["id"], record.id, connector_key),))
 
     async def _row_load(self, id: str) -> UserRecord | None:
-        connection = self._db.connection()
-        _, rows = await connection.execute_query(_USER_BY_ID, [id])
+        conn = self._conn()
+        rows = await _USER_BY_ID.rows(conn, id=id)
         if not rows:
             return None
-        _, keys = await connection.execute_query(_KEYS_BY_USER, [id])
-        return _user_parse(rows[0], keys)
+        keys = await _KEYS_BY_USER.rows(conn, user_id=id)
+        return self.record_read(rows[0], [_key_read(key) for key in keys])
 
-    def _cache_put(self, record: UserRecord) -> None:
-        # Cache writes never await, so they are atomic under asyncio; no cache lock is needed.
-        self._cache.records[record.id] = record
+    async def _read_with_keys(self, query: QuerySet[User], *, every_user: bool = False) -> list[UserRecord]:
+        """The users `query` selects by created_at, then id, each with its keys."""
+        rows = await query.order_by("created_at", "id").values(*USER_FIELDS)
+        keys_query = (
+            UserConnectorKey.all() if every_user else UserConnectorKey.filter(user_id__in=[r["id"] for r in rows])
+        )
+        keys: dict[str, list[ConnectorKeyRecord]] = {}
+        for key in await keys_query.using_db(self._conn()).order_by("id").values(*KEY_FIELDS):
+            keys.setdefault(key["user_id"], []).append(_key_read(key))
+        return [self.record_read(row, keys.get(row["id"], ())) for row in rows]
+
+    def _lookups_add(self, record: UserRecord) -> None:
         self._id_by_nametag[record.nametag] = record.id
         for key in record.connector_keys:
             self._id_by_connector_key[key.connector_key] = record.id

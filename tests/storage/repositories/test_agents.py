@@ -8,7 +8,6 @@ import sqlite3
 from typing import Any
 
 import pytest
-from tortoise.exceptions import IntegrityError
 
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.agents import AgentsRepository
@@ -28,7 +27,7 @@ async def test_supports_create_find_and_update(storage: Storage) -> None:
     assert updated is not None
     assert (updated.lifecycle, updated.updated_at) == ("sleeping", 2)
 
-    listed = await repo.find_many()
+    listed = await repo.find_all()
     assert [agent.id for agent in listed] == ["agent-1"]
 
 
@@ -84,12 +83,14 @@ async def test_find_many_orders_by_updated_at_and_then_serves_the_cache(storage:
     repo = storage.agents
     for agent_id, updated_at in (("c", 5), ("a", 9), ("b", 5)):
         await repo.create(agent_record(agent_id, owner, updated_at=updated_at))
-    assert [agent.id for agent in await repo.find_many()] == ["c", "b", "a"]
+    assert [agent.id for agent in await repo.find_all()] == ["c", "b", "a"]
     await storage.db.connection().execute_query("DELETE FROM agents")
-    assert [agent.id for agent in await repo.find_many()] == ["c", "b", "a"]
+    assert [agent.id for agent in await repo.find_all()] == ["c", "b", "a"]
     assert [agent.id for agent in await repo.find_by_user_id(owner)] == ["c", "b", "a"]
-    await repo.invalidate("a")
-    assert await repo.find_many() == []
+    # A write that fails evicts its key and forgets that every row was loaded: the next read asks the file.
+    with pytest.raises(ValueError, match="lifecycle cannot be None"):
+        await repo.update("a", lifecycle=None)  # type: ignore[typeddict-item]
+    assert await repo.find_all() == []
 
 
 async def test_update_merges_like_legacy(storage: Storage) -> None:
@@ -115,13 +116,13 @@ async def test_update_rejects_bad_input_and_missing_agents(storage: Storage) -> 
     repo = storage.agents
     await repo.create(agent_record("agent-1", await owner_id(storage)))
     with pytest.raises(TypeError, match="colour"):
-        await repo.update("agent-1", colour="red")
+        await repo.update("agent-1", colour="red")  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="never changes"):
         await repo.update("agent-1", id="agent-2")
     with pytest.raises(LookupError, match=r"^Agent not found: missing$"):
         await repo.update("missing", lifecycle="dead")
-    with pytest.raises(IntegrityError, match="NOT NULL"):
-        await repo.update("agent-1", lifecycle=None)
+    with pytest.raises(ValueError, match="Agent lifecycle cannot be None"):
+        await repo.update("agent-1", lifecycle=None)  # type: ignore[typeddict-item]
     assert (await repo.find_by_id("agent-1")) == agent_record("agent-1", (await owner_id(storage)))
 
 
@@ -150,7 +151,7 @@ async def test_broken_json_raises_on_read(storage: Storage) -> None:
     with pytest.raises(ValueError):
         await storage.agents.find_by_id("broken")
     with pytest.raises(ValueError):
-        await storage.agents.find_many()
+        await storage.agents.find_all()
 
 
 async def test_empty_tokens_text_reads_as_none(storage: Storage) -> None:

@@ -103,7 +103,7 @@ def test_record_fields_follow_the_legacy_order() -> None:
 async def test_users_read_back(legacy_storage: Storage) -> None:
     expected = expected_users()
     assert len(expected) == 6
-    assert await legacy_storage.users.find_many() == expected
+    assert await legacy_storage.users.find_all() == expected
     fresh = Storage.from_database(legacy_storage.db).users
     for user in expected:
         assert await fresh.find_by_id(user.id) == user
@@ -120,7 +120,7 @@ async def test_users_read_back(legacy_storage: Storage) -> None:
 async def test_agents_read_back(legacy_storage: Storage) -> None:
     rows = table("agents")
     expected = [agent_expected(row) for row in sorted(rows, key=lambda row: row["updated_at"])]
-    listed = await legacy_storage.agents.find_many()
+    listed = await legacy_storage.agents.find_all()
     assert listed == expected
     by_id = {row["id"]: row for row in rows}
     for agent in listed:

@@ -205,7 +205,7 @@ async def test_find_many_orders_and_short_circuits_once_loaded(db: Database) -> 
     late = await users.create(id="b-late", created_at=3)
     early_b = await users.create(id="b-early", created_at=2)
     early_a = await users.create(id="a-early", created_at=2)
-    listed = await users.find_many()
+    listed = await users.find_all()
     assert [user.id for user in listed[:3]] == [early_a.id, early_b.id, late.id]
     assert listed[3].is_owner  # the bootstrap owner was created now
 
@@ -215,7 +215,7 @@ async def test_find_many_orders_and_short_circuits_once_loaded(db: Database) -> 
     )
     assert await users.find_by_id("raw") is None
     assert await users.find_by_nametag("raw123") is None
-    assert [user.id for user in await users.find_many()] == [user.id for user in listed]
+    assert [user.id for user in await users.find_all()] == [user.id for user in listed]
     # find_by_connector_key still asks the database (legacy did not short-circuit it).
     await db.connection().execute_query(
         "INSERT INTO user_connector_keys (user_id, connector_key) VALUES ('raw', 'telegram:raw')"

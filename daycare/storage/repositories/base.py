@@ -1,0 +1,174 @@
+"""What every repository shares: its database, its model, reading named columns into records,
+and, for the cached ones, the create/update/delete path behind the write-through cache.
+
+A repository reads exactly the columns its record names (`fields`), so a column that a later
+migration adds never breaks a read. A cached repository keeps the rule of
+`daycare.storage.repositories.cache`; what differs between them is said by a few class
+attributes (`fields`, `conflict`, `keep_if_none`, `nullable`) and a few small methods
+(`key_of`, `key_filter`, `record_read`, `row_of`, `stored`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Hashable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from daycare.storage.db.database import Database
+from daycare.storage.db.statements import Statement, upsert_statement
+from daycare.storage.repositories.cache import RecordCache
+from daycare.storage.repositories.patches import record_patch
+
+K = TypeVar("K", bound=Hashable)
+R = TypeVar("R")
+
+
+class Repository(Generic[R]):
+    """A repository of one table: its database, and its records read from named columns."""
+
+    model: ClassVar[type[Model]]
+    fields: ClassVar[tuple[str, ...]]  # the fields a record is read from, as the model names them
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _conn(self) -> BaseDBAsyncClient:
+        return self._db.connection()
+
+    def _query(self, *args: Any, **filters: Any) -> QuerySet[Any]:
+        """The model's queryset on this database, filtered by `args` (Q objects) and `filters`."""
+        return self.model.filter(*args, **filters).using_db(self._conn())
+
+    def record_read(self, row: Mapping[str, Any]) -> R:
+        """The record for a row that holds (at least) the columns of `fields`."""
+        raise NotImplementedError
+
+    async def _read(self, query: QuerySet[Any]) -> list[R]:
+        """The records of the rows `query` selects (its ordering and limit apply)."""
+        return [self.record_read(row) for row in await query.values(*self.fields)]
+
+    async def _read_first(self, query: QuerySet[Any]) -> R | None:
+        row = await query.first().values(*self.fields)
+        return None if row is None else self.record_read(row)
+
+
+class CachedRepository(Repository[R], Generic[K, R]):
+    """A repository with a write-through cache: create (an upsert), update (a merge) and delete by key."""
+
+    entity: ClassVar[str]  # how messages name one record: "Cron task"
+    conflict: ClassVar[tuple[str, ...]] = ("id",)  # the fields of the key the upsert conflicts on
+    keep_if_none: ClassVar[frozenset[str]] = frozenset()  # update: None keeps the current value
+    nullable: ClassVar[frozenset[str]] = frozenset()  # update: None clears the value
+    _upsert: ClassVar[Statement]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "fields" in cls.__dict__:
+            cls._upsert = upsert_statement(cls.model, cls.fields, cls.conflict)
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._cache: RecordCache[K, R] = RecordCache()
+
+    # Per-repository rules; the defaults fit records keyed by `id` whose fields are their columns.
+
+    def key_of(self, record: R) -> K:
+        key: K = getattr(record, "id")  # noqa: B009 - records are dataclasses without a common base
+        return key
+
+    def key_filter(self, key: K) -> dict[str, Any]:
+        """The queryset filter that selects the row of `key`."""
+        return {"id": key}
+
+    def row_of(self, record: R) -> dict[str, Any]:
+        """The column values that store `record`, by field."""
+        return {field: getattr(record, field) for field in self.fields}
+
+    def stored(self, record: R) -> R:
+        """The record as the table will hold it (trimmed, normalised); raises ValueError if it cannot be."""
+        return record
+
+    # The shared paths.
+
+    @asynccontextmanager
+    async def _writing(self, key: K) -> AsyncIterator[None]:
+        """The cache rule's write side: the key's lock, and no caller's transaction around it."""
+        if isinstance(self._conn(), TransactionalDBClient):
+            raise RuntimeError(
+                f"{type(self).__name__} writes through its cache and must not run inside a caller's "
+                "transaction: the cache would change before the COMMIT"
+            )
+        async with self._cache.writing(key):
+            yield
+
+    async def _find(self, key: K) -> R | None:
+        """The record of `key`: cached, else read (and cached); None once every row is loaded."""
+        record = self._cache.get(key)
+        if record is not None or self._cache.all_loaded:
+            return record
+        with self._cache.loading() as load:
+            record = await self._read_first(self._query(**self.key_filter(key)))
+            if record is not None:
+                load.store([(key, record)])
+        return record
+
+    async def _read_cached(self, query: QuerySet[Any], *, complete: bool = False) -> list[R]:
+        """Reads records and caches them; `complete` says `query` selects every row of the table."""
+        with self._cache.loading() as load:
+            records = await self._read(query)
+            load.store(((self.key_of(record), record) for record in records), complete=complete)
+        return records
+
+    async def _create(self, record: R) -> R:
+        """Inserts the record, or overwrites every column of the row with its key; returns it as stored."""
+        stored = self.stored(record)
+        key = self.key_of(stored)
+        async with self._writing(key):
+            await self._upsert.run(self._conn(), **self.row_of(stored))
+            self._cache.put(key, stored)
+        return stored
+
+    async def _update(self, key: K, changes: Mapping[str, Any]) -> R:
+        """Merges `changes` into the record of `key` and writes the whole row.
+
+        Raises LookupError("<entity> not found: <key>"), TypeError for an unknown field or another
+        id, and ValueError for a None the field cannot take.
+        """
+        async with self._writing(key):
+            current = self._cache.get(key) or await self._read_first(self._query(**self.key_filter(key)))
+            if current is None:
+                raise LookupError(f"{self.entity} not found: {self._key_text(key)}")
+            patched: R = record_patch(
+                cast(Any, current), changes, entity=self.entity, keep_if_none=self.keep_if_none, nullable=self.nullable
+            )
+            changed = self.stored(patched)
+            row = self.row_of(changed)
+            for field in self.conflict:
+                row.pop(field)
+            await self._query(**self.key_filter(key)).update(**row)
+            self._moved(key, changed)
+        return changed
+
+    async def _delete(self, key: K) -> bool:
+        """Deletes the row of `key`; whether there was one."""
+        async with self._writing(key):
+            removed = await self._query(**self.key_filter(key)).delete()
+            self._cache.drop(key)
+        return bool(removed)
+
+    def _moved(self, key: K, record: R) -> None:
+        """Caches an updated record; one that moved to another key is read again from there."""
+        new_key = self.key_of(record)
+        if new_key == key:
+            self._cache.put(key, record)
+        else:
+            self._cache.drop(key)
+            self._cache.evict(new_key)  # not this write's key: its lock is not held here
+
+    @staticmethod
+    def _key_text(key: K) -> str:
+        return key[-1] if isinstance(key, tuple) else str(key)
