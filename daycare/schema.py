@@ -334,7 +334,11 @@ class DelayedSignal(Model):
 
     class Meta:
         table = "signals_delayed"
-        indexes = (Index(fields=("deliver_at",), name="idx_signals_delayed_deliver"),)
+        indexes = (
+            Index(fields=("deliver_at",), name="idx_signals_delayed_deliver"),
+            # Replacing or cancelling a delayed signal deletes by these three columns.
+            Index(fields=("user_id", "type", "repeat_key"), name="idx_signals_delayed_repeat"),
+        )
 
 
 class Channel(Model):

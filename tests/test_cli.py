@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.sqlite_files import file_query, file_sha256
+from tests.storage.migrations.migrated import VERSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ def test_upgrade_twice_says_what_it_did_then_that_the_file_is_up_to_date(legacy_
     assert first.returncode == 0, first.stderr
     assert "Backup written to" in first.stdout
     assert "Adopting the legacy file as it is" in first.stdout
-    assert "Applied 0_" in first.stdout
+    assert all(f"Applied {version}" in first.stdout for version in VERSIONS)
     second = daycare("upgrade", "--db", str(path))
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == f"{path} is up to date."
@@ -48,10 +49,11 @@ def test_status_names_the_state_applied_and_pending(legacy_copy: Callable[[str],
     before = daycare("db", "status", "--db", str(path))
     assert before.returncode == 0, before.stderr
     assert "legacy, not yet under Aerich (33 of 33 legacy steps recorded)" in before.stdout
-    assert "Applied:  none" in before.stdout and "Pending:  0_" in before.stdout
+    assert "Applied:  none" in before.stdout and f"Pending:  {', '.join(VERSIONS)}\n" in before.stdout
     daycare("upgrade", "--db", str(path))
     after = daycare("db", "status", "--db", str(path))
     assert "under Aerich" in after.stdout and "Pending:  none" in after.stdout
+    assert f"Applied:  {', '.join(VERSIONS)}\n" in after.stdout
 
 
 def test_check_reports_drift_per_table_and_exits_1(legacy_copy: Callable[[str], Path]) -> None:
@@ -144,7 +146,9 @@ def test_start_runs_until_sigterm_then_exits_0_and_leaves_a_sound_file(tmp_path:
             started = process.stderr.readline()
             if "engine started" in started or not started:
                 break
-        assert started.startswith(f"daycare.engine: engine started on {path} (schema aerich: 1 migration applied")
+        assert started.startswith(
+            f"daycare.engine: engine started on {path} (schema aerich: {len(VERSIONS)} migrations applied"
+        )
         assert "1 user, 0 agents, 0 cron triggers, 0 heartbeat triggers" in started
         assert started.rstrip().endswith("services: signals, channels, crons, heartbeats, delayed signals")
         process.send_signal(signal.SIGTERM)

@@ -109,6 +109,8 @@ class Channels:
         self._signals = signals
         self._agents = agent_system
         self._clock = clock
+        # The live channels with their members, by name: the service's own state (the repository
+        # caches no members), read synchronously by `list` and `get`, changed only after the rows are written.
         self._items: dict[str, Channel] = {}
         # One lock per channel name: a change reads the channel, writes the rows, then replaces it in memory.
         self._locks = KeyedLocks()

@@ -24,7 +24,6 @@ from daycare.engine.signals import Signal, signal_source_normalize, signal_type_
 from daycare.engine.ticker import Ticker
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
 from daycare.storage.identifiers import cuid_create
-from daycare.storage.repositories.context import context_for_user
 from daycare.storage.repositories.delayed_signals import DelayedSignalRecord, DelayedSignalsRepository
 from daycare.storage.repositories.signal_events import ABSENT
 
@@ -99,6 +98,8 @@ class DelayedSignals:
         self._failure_retry_ms = max(10, math.floor(failure_retry_ms))
         self._max_timer_ms = max(1_000, math.floor(max_timer_ms))
         self._lock = asyncio.Lock()
+        # The timer queue, the service's own state (not a copy of the repository's cache): what this
+        # engine waits for and lists; rows other engines write are found when due (`find_due`).
         self._entries: dict[str, DelayedSignalRecord] = {}
         self._loaded = False
         self._ticker = Ticker("delayed-signals", self._step, sleep, error_delay_ms=self._failure_retry_ms)
@@ -139,11 +140,6 @@ class DelayedSignals:
         now = self._clock()
         async with self._lock:
             await self._load_unlocked()
-            if key:
-                await self._repository.delete_by_repeat_key(context_for_user(user_id), signal_type, key)
-                for entry_id, entry in list(self._entries.items()):
-                    if entry.user_id == user_id and entry.type == signal_type and entry.repeat_key == key:
-                        del self._entries[entry_id]
             record = DelayedSignalRecord(
                 id=cuid_create(),
                 user_id=user_id,
@@ -155,7 +151,12 @@ class DelayedSignals:
                 updated_at=now,
                 data=data,
             )
+            # One transaction deletes the user's earlier signals of this type and repeat key, and stores this one.
             await self._repository.create(record)
+            if key:
+                for entry_id, entry in list(self._entries.items()):
+                    if entry.user_id == user_id and entry.type == signal_type and entry.repeat_key == key:
+                        del self._entries[entry_id]
             self._entries[record.id] = record
         scheduled = _public(record)
         self._events.emit("signal.delayed.scheduled", scheduled)

@@ -57,6 +57,9 @@ class DurableInboxAgentSystem:
         self._users_dir = users_dir
         self._clock = clock
         self._resolve_locks = KeyedLocks()
+        # (user, tag) -> the system agent a post reaches: checked on every use, so it is never
+        # stale, and bounded by the users times their system tags.
+        self._system_agents: dict[tuple[str, str], str] = {}
 
     async def agent_exists(self, agent_id: str) -> bool:
         return await self.context_for_agent_id(agent_id) is not None
@@ -89,31 +92,52 @@ class DurableInboxAgentSystem:
             return record.id
         return await self._system_agent_resolve(ctx.user_id, target)
 
+    async def _system_agent_known(self, user_id: str, tag: str, descriptor: Mapping[str, Any]) -> str | None:
+        """The remembered system agent of (user, tag) if it still is one: same user and descriptor, alive."""
+        agent_id = self._system_agents.get((user_id, tag))
+        record = await self._storage.agents.find_by_id(agent_id) if agent_id else None
+        if record is None or record.user_id != user_id or record.descriptor != descriptor or record.lifecycle == DEAD:
+            self._system_agents.pop((user_id, tag), None)
+            return None
+        return record.id
+
     async def _system_agent_resolve(self, user_id: str, target: DescriptorTarget) -> str:
         tag = _system_tag(target.descriptor)
+        known = await self._system_agent_known(user_id, tag, target.descriptor)
+        if known is not None:
+            return known
         # One lock per (user, tag): two posts at once must not create two system agents.
         async with self._resolve_locks.hold((user_id, tag)):
-            candidates = [
-                record
-                for record in await self._storage.agents.find_by_user_id(user_id)
-                if record.descriptor == target.descriptor and record.lifecycle != DEAD
-            ]
-            if candidates:
-                return min(candidates, key=lambda record: (record.created_at, record.id)).id
-            now = self._clock()
-            record = AgentRecord(
-                id=cuid_create(),
-                user_id=user_id,
-                type="system",
-                descriptor=target.descriptor,
-                active_session_id=None,
-                permissions=user_permissions(self._users_dir, user_id),
-                tokens=None,
-                stats={},
-                lifecycle="active",
-                created_at=now,
-                updated_at=now,
-            )
-            created = await self._storage.create_agent_with_session(record, inference_session_id=cuid_create())
-            log.info("created the %s system agent %s of user %s", tag, created.agent.id, user_id)
-            return created.agent.id
+            known = await self._system_agent_known(user_id, tag, target.descriptor)
+            if known is not None:
+                return known
+            agent_id = await self._system_agent_find_or_create(user_id, tag, target)
+            self._system_agents[(user_id, tag)] = agent_id
+            return agent_id
+
+    async def _system_agent_find_or_create(self, user_id: str, tag: str, target: DescriptorTarget) -> str:
+        """The user's oldest live agent with exactly this descriptor (one read of their agents), else a new one."""
+        candidates = [
+            record
+            for record in await self._storage.agents.find_by_user_id(user_id)
+            if record.descriptor == target.descriptor and record.lifecycle != DEAD
+        ]
+        if candidates:
+            return min(candidates, key=lambda record: (record.created_at, record.id)).id
+        now = self._clock()
+        record = AgentRecord(
+            id=cuid_create(),
+            user_id=user_id,
+            type="system",
+            descriptor=target.descriptor,
+            active_session_id=None,
+            permissions=user_permissions(self._users_dir, user_id),
+            tokens=None,
+            stats={},
+            lifecycle="active",
+            created_at=now,
+            updated_at=now,
+        )
+        created = await self._storage.create_agent_with_session(record, inference_session_id=cuid_create())
+        log.info("created the %s system agent %s of user %s", tag, created.agent.id, user_id)
+        return created.agent.id

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Protocol
 
 from daycare.config import Config
-from daycare.engine.agent_system import signal_deliver
+from daycare.engine.agent_system import AgentSystem, signal_deliver
 from daycare.engine.channels import Channels
 from daycare.engine.crons import Crons
 from daycare.engine.delayed_signals import DelayedSignals
@@ -45,7 +45,7 @@ class EngineServices:
 
     storage: Storage
     events: EngineEvents
-    agent_system: DurableInboxAgentSystem
+    agent_system: AgentSystem
     signals: Signals
     delayed_signals: DelayedSignals
     channels: Channels
@@ -69,14 +69,25 @@ async def owner_ensure(storage: Storage) -> UserRecord:
 
 
 def services_build(
-    storage: Storage, config: Config, *, clock: Clock, sleep: Sleep, heartbeat_interval_ms: int
+    storage: Storage,
+    config: Config,
+    *,
+    clock: Clock,
+    sleep: Sleep,
+    heartbeat_interval_ms: int,
+    agent_system: AgentSystem | None = None,
 ) -> EngineServices:
-    """Builds every service on `storage`: each gets its repositories and the services it needs."""
+    """Builds every service on `storage`: each gets its repositories and the services it needs.
+
+    Services reach agents through `agent_system`; the default writes their durable inbox.
+    """
     events = EngineEvents()
-    agent_system = DurableInboxAgentSystem(storage=storage, users_dir=config.data_dir / "users", clock=clock)
+    if agent_system is None:
+        agent_system = DurableInboxAgentSystem(storage=storage, users_dir=config.data_dir / "users", clock=clock)
+    agents = agent_system
 
     async def deliver(signal: Signal, subscriptions: list[SignalSubscription]) -> None:
-        await signal_deliver(agent_system, signal, subscriptions)
+        await signal_deliver(agents, signal, subscriptions)
 
     signals = Signals(
         signal_events=storage.signal_events,
@@ -133,8 +144,14 @@ class Engine:
         clock: Clock = now_ms,
         sleep: Sleep = sleep_ms,
         heartbeat_interval_ms: int = DEFAULT_INTERVAL_MS,
+        agent_system: AgentSystem | None = None,
     ) -> None:
+        """`agent_system` is how the services reach agents: a runtime plugs its own agent loop in here.
+
+        It defaults to the durable inbox (`DurableInboxAgentSystem`) on the engine's storage.
+        """
         self.config = config
+        self._agent_system = agent_system
         self.backup = backup
         self._clock = clock
         self._sleep = sleep
@@ -174,6 +191,7 @@ class Engine:
                 clock=self._clock,
                 sleep=self._sleep,
                 heartbeat_interval_ms=self._heartbeat_interval_ms,
+                agent_system=self._agent_system,
             )
             await services.channels.load()
             for name, service in (

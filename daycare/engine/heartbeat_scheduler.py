@@ -125,7 +125,9 @@ class HeartbeatScheduler:
             updated = dataclasses.replace(
                 existing, task_id=linked_task_id, user_id=ctx.user_id, title=linked.title, updated_at=now
             )
-            await self._heartbeat_tasks.update(trigger_id, **dataclasses.asdict(updated))
+            await self._heartbeat_tasks.update(
+                trigger_id, task_id=linked_task_id, user_id=ctx.user_id, title=linked.title, updated_at=now
+            )
             return updated
         record = HeartbeatTaskRecord(trigger_id, linked_task_id, ctx.user_id, linked.title, None, now, now)
         await self._heartbeat_tasks.create(record)

@@ -201,7 +201,7 @@ class Signals:
         return await self._signal_subscriptions.delete(ctx, pattern)
 
     async def list_subscriptions(self) -> list[SignalSubscription]:
-        return [_subscription_read(record) for record in await self._signal_subscriptions.find_many()]
+        return [_subscription_read(record) for record in await self._signal_subscriptions.find_all()]
 
     async def list_all(self) -> list[Signal]:
         """Every stored signal in the order it was generated."""

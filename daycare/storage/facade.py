@@ -8,13 +8,17 @@ only after the COMMIT, as the cache rule of `daycare.storage.repositories.cache`
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Unpack
 
 from tortoise.exceptions import IntegrityError
 
-from daycare.storage.db.database import Database
+from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.identifiers import cuid_create, nametag_generate
+from daycare.storage.migrations.migrate import database_migrate
 from daycare.storage.repositories.agents import AgentRecord, AgentsRepository
 from daycare.storage.repositories.channel_messages import ChannelMessagesRepository
 from daycare.storage.repositories.channels import ChannelsRepository
@@ -176,3 +180,26 @@ class Storage:
                 if not constraint_failed_on(error, NAMETAG_TAKEN):
                     raise
         raise RuntimeError(f"Failed to generate unique nametag after {NAMETAG_ATTEMPTS} attempts.")
+
+
+@asynccontextmanager
+async def storage_open(
+    location: str | os.PathLike[str] | None = None, *, backup: bool = True
+) -> AsyncIterator[Storage]:
+    """Opens a database for reading and writing, without starting any service, and closes it on exit.
+
+    `location` is a path or a `sqlite://` URL; None finds the database as `daycare` does (--db,
+    DAYCARE_DB_URL, ~/.daycare/settings.json, ~/.daycare/daycare.db). A pending migration is
+    applied first, after a backup unless `backup` is False; a file that cannot be adopted raises
+    DatabaseRefused and is left unchanged.
+    """
+    if location is None:
+        from daycare.config import config_load  # not at the top: daycare.config imports daycare.storage
+
+        location = config_load().db_location
+    db = await database_open(location)
+    try:
+        await database_migrate(db, backup=backup)
+        yield Storage.from_database(db)
+    finally:
+        await database_close(db)

@@ -3,12 +3,13 @@
 On a new file it creates that schema verbatim (the `sqlite_master` text equals
 `../shared/legacy/schema.sql`), records the 33 legacy step names and creates the bootstrap
 owner. On a complete legacy file it changes nothing but the `aerich` table. The decision is
-in `daycare.storage.migrations.baseline`, so that `aerich upgrade` and `daycare upgrade` agree.
+in `daycare.storage.migrations.baseline_v1` (frozen with this file), so that `aerich upgrade`
+and `daycare upgrade` agree.
 """
 
 from tortoise import BaseDBAsyncClient
 
-from daycare.storage.migrations.baseline import baseline_upgrade
+from daycare.storage.migrations.baseline_v1 import baseline_upgrade
 
 RUN_IN_TRANSACTION = True
 

@@ -45,7 +45,13 @@ class FakeTime:
         return len(self._sleepers)
 
     async def advance(self, ms: int) -> None:
-        """Moves the clock and wakes every sleep that is now over, then lets the woken tasks run."""
+        """Lets pending tasks reach their sleeps, moves the clock, wakes every sleep that is now over,
+        then lets the woken tasks run.
+
+        A sleep takes its deadline when its coroutine first runs, a few loop turns after it was
+        started; moving the clock before that would push the deadline past the new time.
+        """
+        await settle()
         self.now_ms += ms
         for deadline, future in list(self._sleepers):
             if deadline <= self.now_ms and not future.done():

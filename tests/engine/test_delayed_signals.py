@@ -160,6 +160,8 @@ async def test_a_due_entry_whose_row_is_gone_is_dropped_without_a_busy_loop(stor
     delayed = delayed_build(storage, signals, time)
     await delayed.start()
     scheduled = await delayed.schedule("gone", time.now() + 5, SYSTEM)
+    # The loop must be asleep until the due time before the clock moves, or it would sleep 5 ms past it.
+    await eventually(lambda: time.sleeping == 1)
     await storage.delayed_signals.delete(scheduled.id)  # delivered or cancelled by another engine
     await time.advance(5)
     await eventually(lambda: delayed.list() == [])

@@ -29,6 +29,7 @@ from tests.engine.helpers import (
     task_create,
 )
 from tests.sqlite_files import file_query, file_sha256
+from tests.storage.migrations.migrated import VERSIONS
 
 
 async def test_start_migrates_and_stop_closes(tmp_path: Path) -> None:
@@ -38,7 +39,7 @@ async def test_start_migrates_and_stop_closes(tmp_path: Path) -> None:
         assert owner == [{"n": 1}]
     with pytest.raises(RuntimeError, match="not started"):
         _ = engine.storage
-    assert file_query(path, "SELECT count(*) FROM aerich") == [(1,)]
+    assert file_query(path, "SELECT count(*) FROM aerich") == [(len(VERSIONS),)]
 
 
 async def test_a_second_engine_on_the_same_file_only_opens_it(tmp_path: Path) -> None:
@@ -226,7 +227,7 @@ async def test_the_summary_names_the_file_its_state_counts_and_services(tmp_path
     async with Engine(engine_config(path)) as engine:
         line = (await engine.summary()).line()
     assert line == (
-        f"engine started on {path} (schema aerich: 1 migration applied, none pending); "
+        f"engine started on {path} (schema aerich: {len(VERSIONS)} migrations applied, none pending); "
         "1 user, 0 agents, 0 cron triggers, 0 heartbeat triggers; "
         "services: signals, channels, crons, heartbeats, delayed signals"
     )
@@ -239,3 +240,33 @@ async def _inbox_size(storage: Storage, agent_id: str, size: int) -> bool:
 async def _cron_ran(storage: Storage, trigger_id: str) -> bool:
     record = await storage.cron_tasks.find_by_id(trigger_id)
     return record is not None and record.last_run_at is not None
+
+
+class RecordingAgentSystem:
+    """A runtime's own agent loop, reduced to what it was handed."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[Context, Any, dict[str, Any]]] = []
+
+    async def agent_exists(self, agent_id: str) -> bool:
+        return agent_id == "agent-runtime"
+
+    async def context_for_agent_id(self, agent_id: str) -> Context | None:
+        return Context("user-runtime", agent_id) if agent_id == "agent-runtime" else None
+
+    async def post(self, ctx: Context, target: Any, item: Any) -> None:
+        self.posts.append((ctx, target, dict(item)))
+
+
+async def test_a_runtime_plugs_its_own_agent_system_into_the_engine(tmp_path: Path) -> None:
+    agents = RecordingAgentSystem()
+    async with Engine(engine_config(tmp_path / "daycare.db"), agent_system=agents) as engine:
+        assert engine.services.agent_system is agents
+        signals = engine.services.signals
+        await signals.subscribe(Context("user-runtime", "agent-runtime"), "build:*")
+        await signals.generate("build:done", {"type": "system", "userId": "user-runtime"}, {"ok": True})
+    assert [(ctx.agent_id, item["type"], item["subscriptionPattern"]) for ctx, _, item in agents.posts] == [
+        ("agent-runtime", "signal", "build:*")
+    ]
+    # Nothing reached the durable inbox: the default agent system was not used.
+    assert file_query(tmp_path / "daycare.db", "SELECT count(*) FROM inbox") == [(0,)]

@@ -1,4 +1,9 @@
-"""Decides whether a file can be brought up to date, before anything in it changes."""
+"""Decides whether a file can be brought up to date, before anything in it changes.
+
+A file not yet under Aerich is the baseline's to judge (`baseline_v1.baseline_check`), so that
+`daycare upgrade` refuses exactly what the baseline migration would. A file under Aerich is
+compared with what its applied migrations make of an empty file.
+"""
 
 from __future__ import annotations
 
@@ -7,68 +12,32 @@ from collections.abc import Sequence
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.storage.errors import DatabaseRefused
-from daycare.storage.migrations.inspection import INTERNAL_TABLES, FileKind, FileState
-from daycare.storage.migrations.legacy import LEGACY_EXTRA_STEPS, LEGACY_STEPS
+from daycare.storage.migrations.baseline_v1 import baseline_check, schema_tolerant_compare
+from daycare.storage.migrations.catalog import database_display, schema_describe, schema_report
+from daycare.storage.migrations.inspection import FileKind, FileState
 from daycare.storage.migrations.loader import MigrationFile
-from daycare.storage.migrations.schema_check import schema_compare, schema_describe, schema_expected, schema_report
-
-
-async def database_display(conn: BaseDBAsyncClient) -> str:
-    """The path of the main database file behind `conn`, or :memory:."""
-    rows = await conn.execute_query_dict("SELECT file FROM pragma_database_list WHERE name = 'main'")
-    return str(rows[0]["file"]) if rows and rows[0]["file"] else ":memory:"
-
-
-async def partial_legacy_check(location: str, state: FileState, migrations: Sequence[MigrationFile]) -> None:
-    """Refuses a file with some legacy steps that holds tables no Daycare release made.
-
-    Its missing steps then run (daycare.storage.migrations.legacy), and the baseline checks what they made.
-    """
-    known_steps = set(LEGACY_STEPS) | set(LEGACY_EXTRA_STEPS)
-    expected = await schema_expected((migrations[0].version,))
-    strangers = sorted(state.tables - set(expected) - INTERNAL_TABLES - state.legacy_leftovers)
-    strangers = [table for table in strangers if not table.startswith("sqlite_")]
-    if strangers or (state.legacy_steps and not state.legacy_steps & known_steps):
-        found = f"tables no Daycare release made: {', '.join(strangers[:5])}" if strangers else "no known legacy step"
-        raise DatabaseRefused(
-            f"{location} has a _migrations table but is not a Daycare file ({found}).",
-            "Point daycare at its own database with --db or DAYCARE_DB_URL; this file was left unchanged.",
-        )
+from daycare.storage.migrations.schema_check import baseline_schema_sql, schema_expected
 
 
 async def adoption_check(conn: BaseDBAsyncClient, state: FileState, migrations: Sequence[MigrationFile]) -> None:
     """Raises DatabaseRefused, with what was found and what to do, unless the file can be migrated."""
-    location = await database_display(conn)
-    if state.kind is FileKind.FRESH:
+    if state.kind is not FileKind.AERICH:
+        await baseline_check(conn, state, baseline_schema_sql(migrations))
         return
-    if state.kind is FileKind.FOREIGN:
-        tables = sorted(state.tables - INTERNAL_TABLES)
-        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+    location = await database_display(conn)
+    known = {migration.version for migration in migrations}
+    unknown = [version for version in state.versions if version not in known]
+    if unknown:
         raise DatabaseRefused(
-            f"{location} is a SQLite file of another application (tables: {shown}).",
-            "Point daycare at its own database with --db or DAYCARE_DB_URL; this file was left unchanged.",
+            f"{location} was migrated by a newer Daycare: it records migrations this version "
+            f"does not have ({', '.join(unknown)}).",
+            "Upgrade daycare to open it; the file was left unchanged.",
         )
-    if state.kind is FileKind.LEGACY:
-        if state.legacy_missing:
-            await partial_legacy_check(location, state, migrations)
-            return
-        versions: tuple[str, ...] = (migrations[0].version,)
-        what = "the legacy final schema"
-    else:
-        known = {migration.version for migration in migrations}
-        unknown = [version for version in state.versions if version not in known]
-        if unknown:
-            raise DatabaseRefused(
-                f"{location} was migrated by a newer Daycare: it records migrations this version "
-                f"does not have ({', '.join(unknown)}).",
-                "Upgrade daycare to open it; the file was left unchanged.",
-            )
-        versions = state.versions
-        what = f"what its {len(versions)} applied migration(s) create"
-    issues = schema_compare(await schema_expected(versions), await schema_describe(conn), state.legacy_leftovers)
+    expected = await schema_expected(state.versions)
+    issues = schema_tolerant_compare(expected, await schema_describe(conn), state.legacy_steps)
     if issues:
         raise DatabaseRefused(
-            f"The schema of {location} differs from {what}:",
+            f"The schema of {location} differs from what its {len(state.versions)} applied migration(s) create:",
             schema_report(issues),
             "The file was left unchanged. Restore it from a backup (<name>.bak-<time>), or repair the objects listed.",
         )

@@ -6,6 +6,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from daycare.storage.db import sqlite
 from daycare.storage.db.database import Database
 from daycare.storage.errors import StorageError
 
@@ -22,14 +23,14 @@ def backup_path(path: Path, now: datetime | None = None) -> Path:
 
 
 async def database_backup(db: Database) -> Path:
-    """Writes the backup with VACUUM INTO through the ORM connection; private (0600) like the file."""
+    """Writes the backup through the ORM connection (SQLite: VACUUM INTO); private (0600) like the file."""
     if db.path is None:
         raise StorageError("An in-memory database has no file to back up.")
     target = backup_path(db.path)
     try:
-        # VACUUM INTO accepts an empty file, so the copy is created private rather than chmod-ed later.
+        # The copy may go into an empty file, so it is created private rather than chmod-ed later.
         os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        await db.connection().execute_query("VACUUM INTO ?", [str(target)])
+        await sqlite.vacuum_into(db.connection(), str(target))
     except BaseException as exc:
         target.unlink(missing_ok=True)
         if isinstance(exc, Exception):

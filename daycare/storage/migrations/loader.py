@@ -1,4 +1,9 @@
-"""Finds the Aerich migration files in `migrations/models/`, in the order Aerich applies them."""
+"""Finds the Aerich migration files and imports them in the order Aerich applies them.
+
+The files live in the repository's top-level `migrations/models/`, where Aerich's `location` points. Code run from
+a source tree (a checkout, an editable install, a copy of the project) reads the files of that same tree. An
+installed wheel carries them as the package `daycare_migrations` (setup.py maps it to `migrations/`).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ from aerich.utils import decompress_dict
 
 from daycare.storage.errors import StorageError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations" / "models"
+MIGRATIONS_PACKAGE = "daycare_migrations"
+SOURCE_TREE = Path(__file__).resolve().parents[3]  # the folder that holds this `daycare` package
 _VERSION = re.compile(r"^(\d+)_\w+\.py$")
+_REINSTALL = "Reinstall daycare: pip install . (or pip install -e . in a checkout, which keeps migrations/ in place)."
 
 
 @dataclass(frozen=True)
@@ -31,27 +38,38 @@ class MigrationFile:
         return decompress_dict(self.module.MODELS_STATE)
 
 
-def migrations_load(directory: Path = MIGRATIONS_DIR) -> tuple[MigrationFile, ...]:
-    """Imports every `<n>_<name>.py` file, sorted by its number like Aerich does."""
-    return _load(directory.resolve())
+@cache
+def migrations_dir() -> Path:
+    """The source tree's `migrations/models/`, else that of the installed `daycare_migrations` package."""
+    if (SOURCE_TREE / "pyproject.toml").is_file() and (SOURCE_TREE / "migrations" / "models").is_dir():
+        return SOURCE_TREE / "migrations" / "models"
+    spec = importlib.util.find_spec(MIGRATIONS_PACKAGE)
+    if spec is None or spec.origin is None or not spec.submodule_search_locations:
+        raise StorageError(f"The migration files are not installed: no {MIGRATIONS_PACKAGE} package found.", _REINSTALL)
+    # A regular package (it has an __init__.py) has exactly one folder, so no other copy on sys.path can join in.
+    return Path(spec.origin).resolve().parent / "models"
+
+
+def migrations_load(directory: Path | None = None) -> tuple[MigrationFile, ...]:
+    """Imports every `<n>_<name>.py` file of `directory` (default: migrations_dir()), sorted by number like Aerich."""
+    return _load((migrations_dir() if directory is None else directory).resolve())
 
 
 @cache
 def _load(directory: Path) -> tuple[MigrationFile, ...]:
     if not directory.is_dir():
-        raise StorageError(
-            f"Migration folder not found: {directory}.",
-            "Run daycare from its source checkout (pip install -e .), where migrations/models/ lives.",
-        )
+        raise StorageError(f"Migration folder not found: {directory}.", _REINSTALL)
     files = sorted(
         (path for path in directory.iterdir() if _VERSION.match(path.name)),
         key=lambda path: int(_VERSION.match(path.name).group(1)),  # type: ignore[union-attr]
     )
+    if not files:
+        raise StorageError(f"No migration files (<n>_<name>.py) in {directory}.", _REINSTALL)
     return tuple(MigrationFile(path.name, path, _module_import(path)) for path in files)
 
 
 def _module_import(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"daycare_migrations.{path.stem}", path)
+    spec = importlib.util.spec_from_file_location(f"{MIGRATIONS_PACKAGE}.models.{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -6,12 +6,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from daycare.storage.db import sqlite
+from daycare.storage.db.database import Database
 from daycare.storage.migrations.adoption import adoption_check
 from daycare.storage.migrations.backup import database_backup
-from daycare.storage.db.database import Database
+from daycare.storage.migrations.baseline_v1 import legacy_steps_missing
 from daycare.storage.migrations.executor import migration_apply
 from daycare.storage.migrations.inspection import FileKind, FileState, file_inspect
-from daycare.storage.migrations.legacy.catch_up import legacy_catch_up, legacy_steps_missing
+from daycare.storage.migrations.legacy.catch_up import legacy_catch_up
 from daycare.storage.migrations.loader import MigrationFile, migrations_load
 from daycare.storage.migrations.progress import Progress, ProgressLog
 
@@ -38,7 +40,7 @@ async def database_status(db: Database) -> DatabaseStatus:
 async def wal_ensure(db: Database) -> None:
     """Puts an accepted file in WAL, as the legacy code did on every open (legacy files already are)."""
     if db.path is not None:
-        await db.connection().execute_query("PRAGMA journal_mode=WAL")
+        await sqlite.journal_wal(db.connection())
 
 
 async def database_migrate(

@@ -6,8 +6,7 @@ strictly: a row with broken JSON raises, as it did in the legacy code.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
@@ -17,6 +16,7 @@ from daycare.schema import Agent
 from daycare.storage.db.statements import ModelTable, Statement, slot
 from daycare.storage.json_values import frozen, json_decode, json_encode
 from daycare.storage.repositories.base import CachedRepository
+from daycare.storage.repositories.cache import CacheWrite
 
 AGENT_FIELDS = (
     "id",
@@ -165,11 +165,9 @@ class AgentsRepository(CachedRepository[str, AgentRecord]):
     # The methods below serve the Storage facade's transactions: it writes the rows inside
     # `writing(id)` and its own transaction, and puts the record in the cache after the COMMIT.
 
-    @asynccontextmanager
-    async def writing(self, id: str) -> AsyncIterator[None]:
-        """The agent's write lock, taken before the facade opens its transaction (not re-entrant)."""
-        async with self._writing(id):
-            yield
+    def writing(self, id: str) -> CacheWrite[str, AgentRecord]:
+        """The agent's write lock (`async with`), taken before the facade opens its transaction (not re-entrant)."""
+        return self._writing(id)
 
     def cached(self, id: str) -> AgentRecord | None:
         """The cached record, without touching the database."""

@@ -10,8 +10,7 @@ attributes (`fields`, `conflict`, `keep_if_none`, `nullable`) and a few small me
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Hashable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
@@ -20,7 +19,7 @@ from tortoise.queryset import QuerySet
 
 from daycare.storage.db.database import Database
 from daycare.storage.db.statements import Statement, upsert_statement
-from daycare.storage.repositories.cache import RecordCache
+from daycare.storage.repositories.cache import CacheWrite, RecordCache
 from daycare.storage.repositories.patches import record_patch
 
 K = TypeVar("K", bound=Hashable)
@@ -94,16 +93,14 @@ class CachedRepository(Repository[R], Generic[K, R]):
 
     # The shared paths.
 
-    @asynccontextmanager
-    async def _writing(self, key: K) -> AsyncIterator[None]:
-        """The cache rule's write side: the key's lock, and no caller's transaction around it."""
+    def _writing(self, key: K) -> CacheWrite[K, R]:
+        """The cache rule's write side (`async with`): the key's lock, and no caller's transaction around it."""
         if isinstance(self._conn(), TransactionalDBClient):
             raise RuntimeError(
                 f"{type(self).__name__} writes through its cache and must not run inside a caller's "
                 "transaction: the cache would change before the COMMIT"
             )
-        async with self._cache.writing(key):
-            yield
+        return self._cache.writing(key)
 
     async def _find(self, key: K) -> R | None:
         """The record of `key`: cached, else read (and cached); None once every row is loaded."""

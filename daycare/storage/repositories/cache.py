@@ -20,8 +20,9 @@ cached object itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Hashable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Hashable, Iterable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
 from typing import Generic, TypeVar
 
 from daycare.storage.repositories.locks import KeyedLocks
@@ -54,6 +55,37 @@ class CacheLoad(Generic[K, R]):
             cache.all_loaded = True
 
 
+class CacheWrite(Generic[K, R]):
+    """The async context manager of `RecordCache.writing` (a class: it sits on every cached write)."""
+
+    __slots__ = ("_cache", "_hold", "_key")
+
+    def __init__(self, cache: RecordCache[K, R], key: K) -> None:
+        self._cache = cache
+        self._key = key
+        self._hold = cache.locks.hold(key)
+
+    async def __aenter__(self) -> None:
+        await self._hold.__aenter__()
+        cache = self._cache
+        cache._version += 1
+        cache._writing[self._key] = cache._writing.get(self._key, 0) + 1
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        cache, key = self._cache, self._key
+        if exc_type is not None:
+            cache.evict(key)
+        cache._version += 1
+        remaining = cache._writing.pop(key) - 1
+        if remaining:
+            cache._writing[key] = remaining
+        if cache._loads:
+            cache._ended_at[key] = cache._version
+        await self._hold.__aexit__(exc_type, exc, tb)
+
+
 class RecordCache(Generic[K, R]):
     """Records by key, whether every row is loaded, the per-key write locks and the write counter."""
 
@@ -65,11 +97,6 @@ class RecordCache(Generic[K, R]):
         self._ended_at: dict[K, int] = {}  # the version at which each key's last write ended
         self._writing: dict[K, int] = {}  # keys with writes in flight, and how many
         self._loads = 0
-        # TEMPORARY, until every repository is on CachedRepository: the old attribute names.
-        import asyncio
-
-        self.create_lock = asyncio.Lock()
-        self.key_locks = self.locks
 
     def get(self, key: K) -> R | None:
         return self.records.get(key)
@@ -87,24 +114,10 @@ class RecordCache(Generic[K, R]):
         self.records.pop(key, None)
         self.all_loaded = False
 
-    @asynccontextmanager
-    async def writing(self, key: K) -> AsyncIterator[None]:
-        """Holds the key's lock for one write; a failed or cancelled write evicts the key."""
-        async with self.locks.hold(key):
-            self._version += 1
-            self._writing[key] = self._writing.get(key, 0) + 1
-            try:
-                yield
-            except BaseException:
-                self.evict(key)
-                raise
-            finally:
-                self._version += 1
-                remaining = self._writing.pop(key) - 1
-                if remaining:
-                    self._writing[key] = remaining
-                if self._loads:
-                    self._ended_at[key] = self._version
+    def writing(self, key: K) -> CacheWrite[K, R]:
+        """`async with cache.writing(key):` holds the key's lock for one write; a failed or cancelled
+        write evicts the key."""
+        return CacheWrite(self, key)
 
     @contextmanager
     def loading(self) -> Iterator[CacheLoad[K, R]]:

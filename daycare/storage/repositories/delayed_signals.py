@@ -1,21 +1,22 @@
-"""DelayedSignalsRepository: signals to generate later, at most one per repeat key (legacy §2.11).
+"""DelayedSignalsRepository: signals to generate later, at most one per repeat key, behind a write-through cache.
 
 Creating a signal with a `repeat_key` replaces the user's other pending signals of the same type
-and key; the delete and the upsert commit together or not at all.
+and key: the delete and the upsert commit together or not at all, and the write holds the
+cache locks of every row it touches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from tortoise.queryset import QuerySet
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.schema import DelayedSignal
-from daycare.storage.db.database import Database
 from daycare.storage.json_values import frozen, json_encode
-from daycare.storage.repositories.cache import RecordCache
+from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.signal_events import (
     ABSENT,
@@ -23,11 +24,9 @@ from daycare.storage.repositories.signal_events import (
     signal_data_encode,
     signal_source_decode,
 )
-from daycare.storage.repositories.statements import column_values, upsert_statement
-from daycare.storage.repositories.write_through import cache_fill, cache_find
 
-_COLUMNS = ("id", "user_id", "type", "deliver_at", "source", "data", "repeat_key", "created_at", "updated_at")
-_UPSERT = upsert_statement("signals_delayed", _COLUMNS)
+DELAYED_FIELDS = ("id", "user_id", "type", "deliver_at", "source", "data", "repeat_key", "created_at", "updated_at")
+_ORDER = ("deliver_at", "id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,105 +48,113 @@ class DelayedSignalRecord:
         object.__setattr__(self, "data", frozen(self.data))
 
 
-def _record_read(row: dict[str, Any]) -> DelayedSignalRecord:
-    return DelayedSignalRecord(
-        **{
-            **row,
-            "source": signal_source_decode(row["source"]),
-            "data": signal_data_decode(row["data"]),
-        }
-    )
+@dataclass(frozen=True, slots=True)
+class _Repeat:
+    """The signals one repeat key names: a user's pending signals of one type and key."""
 
-
-def _key(record: DelayedSignalRecord) -> str:
-    return record.id
+    user_id: str
+    type: str
+    repeat_key: str
 
 
 def _order(record: DelayedSignalRecord) -> tuple[int, str]:
     return (record.deliver_at, record.id)
 
 
-def _same_repeat(record: DelayedSignalRecord, user_id: str, type: str, repeat_key: str | None) -> bool:
-    return record.user_id == user_id and record.type == type and record.repeat_key == repeat_key
+class DelayedSignalsRepository(CachedRepository[str, DelayedSignalRecord]):
+    """Delayed signals by id, cached per instance; returned records are frozen."""
 
+    model = DelayedSignal
+    fields = DELAYED_FIELDS
+    entity = "Delayed signal"
 
-class DelayedSignalsRepository:
-    """Delayed signals with a write-through cache."""
+    def record_read(self, row: Mapping[str, Any]) -> DelayedSignalRecord:
+        return DelayedSignalRecord(
+            id=row["id"],
+            user_id=row["user_id"],
+            type=row["type"],
+            deliver_at=row["deliver_at"],
+            source=signal_source_decode(row["source"]),
+            data=signal_data_decode(row["data"]),
+            repeat_key=row["repeat_key"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: RecordCache[str, DelayedSignalRecord] = RecordCache()
+    def row_of(self, record: DelayedSignalRecord) -> dict[str, Any]:
+        row = super().row_of(record)
+        row["source"] = json_encode(record.source)
+        row["data"] = signal_data_encode(record.data)
+        return row
 
     async def create(self, record: DelayedSignalRecord) -> None:
-        """Inserts or overwrites the signal; with a repeat_key, first drops the user's others of that type and key.
+        """Inserts or overwrites the signal; with a repeat_key, also deletes the user's others of that type and key.
 
         Both writes run in one transaction: if the upsert fails, the earlier signals stay.
         """
-        values = column_values(record, _COLUMNS)
-        values[4] = json_encode(record.source)
-        values[5] = signal_data_encode(record.data)
-        async with self._cache.create_lock:
-            async with self._db.in_transaction():
-                connection = self._db.connection()
-                if record.repeat_key:
-                    await (
-                        DelayedSignal.filter(user_id=record.user_id, type=record.type, repeat_key=record.repeat_key)
-                        .exclude(id=record.id)
-                        .using_db(connection)
-                        .delete()
-                    )
-                await connection.execute_query(_UPSERT, values)
-            self._cache.records[record.id] = record
-            if record.repeat_key:
-                for key, cached in list(self._cache.records.items()):
-                    if key != record.id and _same_repeat(cached, record.user_id, record.type, record.repeat_key):
-                        del self._cache.records[key]
+        if not record.repeat_key:
+            await self._create(record)
+            return
+        await self._repeat_replace(_Repeat(record.user_id, record.type, record.repeat_key), record)
 
     async def find_by_id(self, id: str) -> DelayedSignalRecord | None:
-        return await cache_find(self._cache, id, lambda: self._load(id))
+        """The signal with this id; once every signal is loaded a cache miss is final (no query)."""
+        return await self._find(id)
 
     async def find_due(self, now: int) -> list[DelayedSignalRecord]:
         """Signals with deliver_at <= now, earliest first; they are cached."""
-        return await self._query(DelayedSignal.filter(deliver_at__lte=now))
+        return await self._read_cached(self._query(deliver_at__lte=now).order_by(*_ORDER))
 
     async def find_many(self, ctx: Context) -> list[DelayedSignalRecord]:
         """The user's signals, earliest first; they are cached."""
-        return await self._query(DelayedSignal.filter(user_id=ctx.user_id))
+        return await self._read_cached(self._query(user_id=ctx.user_id).order_by(*_ORDER))
 
     async def find_all(self) -> list[DelayedSignalRecord]:
-        """Every signal, earliest first; the first call marks the cache complete (without clearing it)."""
+        """Every signal, earliest first; the first call loads them all into the cache."""
         if self._cache.all_loaded:
             return sorted(self._cache.records.values(), key=_order)
-        records = await self._query(DelayedSignal.all())
-        self._cache.all_loaded = True
-        return records
+        return await self._read_cached(self._query().order_by(*_ORDER), complete=True)
 
     async def delete(self, id: str) -> bool:
-        async with self._cache.key_locks.hold(id):
-            removed = await DelayedSignal.filter(id=id).using_db(self._db.connection()).delete()
-            self._cache.records.pop(id, None)
-            return removed > 0
+        """Deletes one signal; whether there was one."""
+        return await self._delete(id)
 
     async def delete_by_repeat_key(self, ctx: Context, type: str, repeat_key: str) -> int:
-        """Cancels the user's signals of this type and repeat key; returns how many were removed."""
-        user_id = ctx.user_id
-        removed: int = (
-            await DelayedSignal.filter(user_id=user_id, type=type, repeat_key=repeat_key)
-            .using_db(self._db.connection())
-            .delete()
-        )
-        if removed > 0:
-            for key, cached in list(self._cache.records.items()):
-                if _same_repeat(cached, user_id, type, repeat_key):
-                    del self._cache.records[key]
-        return removed
+        """Cancels the user's signals of this type and repeat key in one transaction; returns how many were removed."""
+        return await self._repeat_replace(_Repeat(ctx.user_id, type, repeat_key), None)
 
-    async def _query(self, query: QuerySet[DelayedSignal]) -> list[DelayedSignalRecord]:
-        rows = await query.using_db(self._db.connection()).order_by("deliver_at", "id").values()
-        records = [_record_read(row) for row in rows]
-        cache_fill(self._cache, records, _key)
-        return records
+    async def _repeat_replace(self, repeat: _Repeat, record: DelayedSignalRecord | None) -> int:
+        """Deletes the signals of `repeat` other than `record`, and upserts `record`, in one transaction.
 
-    async def _load(self, id: str) -> DelayedSignalRecord | None:
-        row = await DelayedSignal.filter(id=id).using_db(self._db.connection()).first().values()
-        return _record_read(row) if row else None
+        It holds the write locks of `record` and of every row it deletes, taken in key order so that
+        two such writes never wait for each other in a cycle. A row of `repeat` that appears after
+        the locks were taken means locking it too and trying again. Returns how many rows were deleted.
+        """
+        own_id = None if record is None else record.id
+        locked = set(await self._repeat_ids(self._conn(), repeat, own_id))
+        if record is None and not locked:
+            return 0  # nothing to cancel when it was read: no transaction needed
+        while True:
+            async with AsyncExitStack() as held:
+                for key in sorted(locked if own_id is None else locked | {own_id}):
+                    await held.enter_async_context(self._writing(key))
+                async with self._db.in_transaction() as conn:
+                    others = await self._repeat_ids(conn, repeat, own_id)
+                    unlocked = set(others) - locked
+                    if not unlocked:  # else nothing is written: the empty transaction commits
+                        removed = await self.model.filter(id__in=others).using_db(conn).delete() if others else 0
+                        if record is not None:
+                            await self._upsert.run(conn, **self.row_of(record))
+                if not unlocked:
+                    for key in others:
+                        self._cache.drop(key)
+                    if record is not None:
+                        self._cache.put(record.id, record)
+                    return int(removed)
+            locked |= unlocked
+
+    async def _repeat_ids(self, conn: BaseDBAsyncClient, repeat: _Repeat, own_id: str | None) -> list[str]:
+        query = self.model.filter(user_id=repeat.user_id, type=repeat.type, repeat_key=repeat.repeat_key)
+        if own_id is not None:
+            query = query.exclude(id=own_id)
+        return [str(id) for id in await query.using_db(conn).values_list("id", flat=True)]

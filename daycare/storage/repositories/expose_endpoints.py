@@ -1,8 +1,8 @@
-"""ExposeEndpointsRepository: tunnels that publish a local port or socket under a domain (legacy §2.15).
+"""ExposeEndpointsRepository: tunnels that publish a local port or socket under a domain, cached.
 
 Domains are stored trimmed and lowercased, and are checked again on every read: a stored
 domain that is not a valid hostname raises. A broken target reads as port 80, a broken auth
-as no auth.
+as no auth. The cache holds what a read of the row gives.
 """
 
 from __future__ import annotations
@@ -10,22 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from daycare.schema import ExposeEndpoint
-from daycare.storage.db.database import Database
 from daycare.storage.json_values import FrozenDict, frozen, json_encode
-from daycare.storage.repositories.cache import RecordCache
+from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.lenient_json import json_decode_or
-from daycare.storage.repositories.patches import record_patch
-from daycare.storage.repositories.statements import column_map, upsert_statement
-from daycare.storage.repositories.write_through import cache_fill, cache_find
 
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+")
 _TARGET_FALLBACK = FrozenDict(type="port", port=80)
-_COLUMNS = ("id", "user_id", "target", "provider", "domain", "mode", "auth", "created_at", "updated_at")
-_UPSERT = upsert_statement("expose_endpoints", _COLUMNS)
+EXPOSE_FIELDS = ("id", "user_id", "target", "provider", "domain", "mode", "auth", "created_at", "updated_at")
 
 
 def expose_domain_normalize(domain: str) -> str:
@@ -98,91 +93,85 @@ class ExposeEndpointRecord:
         object.__setattr__(self, "auth", frozen(self.auth))
 
 
-def _row(record: ExposeEndpointRecord) -> dict[str, Any]:
-    """The column values the legacy code wrote for this record (domain normalised)."""
-    row = column_map(record, _COLUMNS)
-    row["target"] = json_encode(record.target)
-    row["domain"] = expose_domain_normalize(record.domain)
-    row["auth"] = None if record.auth is None else json_encode(record.auth)
-    return row
+class ExposeEndpointChanges(TypedDict, total=False):
+    """The fields `ExposeEndpointsRepository.update` can change; None keeps a field, except auth, which it clears."""
 
-
-def _record_read(row: dict[str, Any]) -> ExposeEndpointRecord:
-    return ExposeEndpointRecord(
-        **{
-            **row,
-            "target": _target_decode(row["target"]),
-            "domain": expose_domain_normalize(row["domain"]),
-            "auth": _auth_decode(row["auth"]),
-        }
-    )
+    user_id: str | None
+    target: Mapping[str, Any] | None
+    provider: str | None
+    domain: str | None
+    mode: str | None
+    auth: Mapping[str, Any] | None
+    created_at: int | None
+    updated_at: int | None
 
 
 def _order(record: ExposeEndpointRecord) -> tuple[int, str]:
     return (record.created_at, record.id)
 
 
-class ExposeEndpointsRepository:
-    """Expose endpoints with a write-through cache holding what a read of the row would give."""
+class ExposeEndpointsRepository(CachedRepository[str, ExposeEndpointRecord]):
+    """Expose endpoints by id, cached per instance; returned records are frozen and shared with the cache."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: RecordCache[str, ExposeEndpointRecord] = RecordCache()
+    model = ExposeEndpoint
+    fields = EXPOSE_FIELDS
+    entity = "Expose endpoint"
+    keep_if_none = frozenset(EXPOSE_FIELDS) - {"auth"}
+    nullable = frozenset({"auth"})
+
+    def record_read(self, row: Mapping[str, Any]) -> ExposeEndpointRecord:
+        return ExposeEndpointRecord(
+            id=row["id"],
+            user_id=row["user_id"],
+            target=_target_decode(row["target"]),
+            provider=row["provider"],
+            domain=expose_domain_normalize(row["domain"]),
+            mode=row["mode"],
+            auth=_auth_decode(row["auth"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    def row_of(self, record: ExposeEndpointRecord) -> dict[str, Any]:
+        """The column values the legacy code wrote for this record (domain normalised)."""
+        row = super().row_of(record)
+        row["target"] = json_encode(record.target)
+        row["domain"] = expose_domain_normalize(record.domain)
+        row["auth"] = None if record.auth is None else json_encode(record.auth)
+        return row
+
+    def stored(self, record: ExposeEndpointRecord) -> ExposeEndpointRecord:
+        """The record as a read of its row gives it; raises ValueError for an invalid domain."""
+        return self.record_read(self.row_of(record))
 
     async def create(self, record: ExposeEndpointRecord) -> None:
         """Inserts or overwrites the endpoint; raises ValueError for an invalid domain, writing nothing."""
-        row = _row(record)
-        async with self._cache.create_lock:
-            await self._db.connection().execute_query(_UPSERT, list(row.values()))
-            self._cache.records[record.id] = _record_read(row)
+        await self._create(record)
 
     async def find_by_id(self, id: str) -> ExposeEndpointRecord | None:
-        return await cache_find(self._cache, id, lambda: self._load(id))
+        """The endpoint with this id; cached, else read and cached (None without a query once all are loaded)."""
+        return await self._find(id)
 
     async def find_many(self, ctx: Context) -> list[ExposeEndpointRecord]:
         """The user's endpoints, oldest first; not cached."""
-        rows = (
-            await ExposeEndpoint.filter(user_id=ctx.user_id)
-            .using_db(self._db.connection())
-            .order_by("created_at", "id")
-            .values()
-        )
-        return [_record_read(row) for row in rows]
+        return await self._read(self._query(user_id=ctx.user_id).order_by("created_at", "id"))
 
     async def find_all(self) -> list[ExposeEndpointRecord]:
         """Every endpoint, oldest first; the first call caches them all."""
         if self._cache.all_loaded:
             return sorted(self._cache.records.values(), key=_order)
-        rows = await ExposeEndpoint.all().using_db(self._db.connection()).order_by("created_at", "id").values()
-        records = [_record_read(row) for row in rows]
-        cache_fill(self._cache, records, lambda record: record.id, complete=True)
-        return records
+        return await self._read_cached(self._query().order_by("created_at", "id"), complete=True)
 
-    async def update(self, id: str, /, **changes: Any) -> None:
+    async def update(self, id: str, /, **changes: Unpack[ExposeEndpointChanges]) -> None:
         """Merges `changes` and writes the whole row.
 
         None keeps a field, except auth, which None clears; an empty domain keeps the current one.
-        Raises LookupError("Expose endpoint not found: <id>").
+        Raises LookupError("Expose endpoint not found: <id>"), TypeError for an unknown field.
         """
         if "domain" in changes and not changes["domain"]:
-            changes = {name: value for name, value in changes.items() if name != "domain"}
-        async with self._cache.key_locks.hold(id):
-            current = self._cache.records.get(id) or await self._load(id)
-            if current is None:
-                raise LookupError(f"Expose endpoint not found: {id}")
-            keep = tuple(column for column in _COLUMNS if column != "auth")
-            updated = record_patch(current, changes, entity="Expose endpoint", keep_if_none=keep, nullable=("auth",))
-            row = _row(updated)
-            del row["id"]
-            await ExposeEndpoint.filter(id=id).using_db(self._db.connection()).update(**row)
-            self._cache.records[id] = _record_read({"id": id, **row})
+            del changes["domain"]
+        await self._update(id, changes)
 
     async def delete(self, id: str) -> bool:
-        async with self._cache.key_locks.hold(id):
-            removed = await ExposeEndpoint.filter(id=id).using_db(self._db.connection()).delete()
-            self._cache.records.pop(id, None)
-            return removed > 0
-
-    async def _load(self, id: str) -> ExposeEndpointRecord | None:
-        row = await ExposeEndpoint.filter(id=id).using_db(self._db.connection()).first().values()
-        return _record_read(row) if row else None
+        """Deletes the endpoint; whether it existed."""
+        return await self._delete(id)

@@ -1,26 +1,22 @@
-"""HeartbeatTasksRepository: tasks run together on every heartbeat (legacy §2.8).
+"""HeartbeatTasksRepository: tasks run together on every heartbeat.
 
-Like cron triggers, `(user_id, task_id)` references `tasks(user_id, id)`, so a heartbeat can
-only point at a task of its own user.
+What every trigger shares (task id rules, the user's triggers, the cache) is in
+`daycare.storage.repositories.triggers`; a heartbeat adds the run stamps, written for many
+entries in one statement.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict, Unpack
 
 from daycare.schema import HeartbeatTrigger
-from daycare.storage.db.database import Database
-from daycare.storage.repositories.cache import RecordCache
-from daycare.storage.repositories.context import Context
-from daycare.storage.repositories.patches import record_patch
-from daycare.storage.repositories.statements import column_map, column_values, upsert_statement
-from daycare.storage.repositories.write_through import cache_fill, cache_find
+from daycare.storage.repositories.triggers import TriggersRepository
 
-_COLUMNS = ("id", "task_id", "user_id", "title", "last_run_at", "created_at", "updated_at")
-_UPSERT = upsert_statement("tasks_heartbeat", _COLUMNS)
+HEARTBEAT_FIELDS = ("id", "task_id", "user_id", "title", "last_run_at", "created_at", "updated_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,124 +32,63 @@ class HeartbeatTaskRecord:
     updated_at: int
 
 
-def _record_read(row: dict[str, Any]) -> HeartbeatTaskRecord:
-    task_id = (row["task_id"] or "").strip()
-    if not task_id:
-        raise ValueError(f"Heartbeat trigger {row['id']} is missing required task_id.")
-    return HeartbeatTaskRecord(**{**row, "task_id": task_id})
+class HeartbeatTaskChanges(TypedDict, total=False):
+    """The fields `HeartbeatTasksRepository.update` can change; None keeps task_id and user_id."""
+
+    task_id: str | None
+    user_id: str | None
+    title: str
+    last_run_at: int | None
+    created_at: int
+    updated_at: int
 
 
-def _stored(record: HeartbeatTaskRecord) -> HeartbeatTaskRecord:
-    """The record as the table holds it, with a trimmed task_id."""
-    task_id = record.task_id.strip()
-    if not task_id:
-        raise ValueError("Heartbeat trigger taskId is required.")
-    return dataclasses.replace(record, task_id=task_id)
+class HeartbeatTasksRepository(TriggersRepository[HeartbeatTaskRecord]):
+    """Heartbeat entries by id, cached."""
 
+    model = HeartbeatTrigger
+    fields = HEARTBEAT_FIELDS
+    record_type = HeartbeatTaskRecord
+    entity = "Heartbeat task"
+    label = "Heartbeat trigger"
+    keep_if_none = frozenset({"task_id", "user_id"})
+    nullable = frozenset({"last_run_at"})
 
-class HeartbeatTasksRepository:
-    """Heartbeat entries with a write-through cache."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: RecordCache[str, HeartbeatTaskRecord] = RecordCache()
-
-    async def find_by_id(self, id: str) -> HeartbeatTaskRecord | None:
-        return await cache_find(self._cache, id, lambda: self._load(id))
-
-    async def find_many(self, ctx: Context) -> list[HeartbeatTaskRecord]:
-        """The user's entries, oldest update first; not cached."""
-        rows = (
-            await HeartbeatTrigger.filter(user_id=ctx.user_id)
-            .using_db(self._db.connection())
-            .order_by("updated_at")
-            .values()
-        )
-        return [_record_read(row) for row in rows]
-
-    async def find_all(self) -> list[HeartbeatTaskRecord]:
-        """Every entry, oldest update first; the first call loads the whole table into the cache."""
-        if self._cache.all_loaded:
-            return sorted(self._cache.records.values(), key=lambda record: record.updated_at)
-        rows = await HeartbeatTrigger.all().using_db(self._db.connection()).order_by("updated_at").values()
-        records = [_record_read(row) for row in rows]
-        cache_fill(self._cache, records, lambda record: record.id, clear=True, complete=True)
-        return records
-
-    async def find_many_by_task_id(self, ctx: Context, task_id: str) -> list[HeartbeatTaskRecord]:
-        rows = (
-            await HeartbeatTrigger.filter(user_id=ctx.user_id, task_id=task_id)
-            .using_db(self._db.connection())
-            .order_by("updated_at")
-            .values()
-        )
-        return [_record_read(row) for row in rows]
-
-    async def create(self, record: HeartbeatTaskRecord) -> None:
-        """Inserts or overwrites the entry; its task must exist for the same user (foreign key)."""
-        stored = _stored(record)
-        async with self._cache.create_lock:
-            await self._db.connection().execute_query(_UPSERT, column_values(stored, _COLUMNS))
-            self._cache.records[stored.id] = stored
-
-    async def update(self, id: str, /, **changes: Any) -> None:
+    async def update(self, id: str, /, **changes: Unpack[HeartbeatTaskChanges]) -> None:
         """Merges `changes` and writes the whole row; None keeps task_id and user_id, clears last_run_at.
 
-        Raises LookupError("Heartbeat task not found: <id>").
+        Raises LookupError("Heartbeat task not found: <id>"), TypeError for an unknown field.
         """
-        async with self._cache.key_locks.hold(id):
-            current = self._cache.records.get(id) or await self._load(id)
-            if current is None:
-                raise LookupError(f"Heartbeat task not found: {id}")
-            updated = _stored(
-                record_patch(
-                    current,
-                    changes,
-                    entity="Heartbeat task",
-                    keep_if_none=("task_id", "user_id"),
-                    nullable=("last_run_at",),
-                )
-            )
-            await (
-                HeartbeatTrigger.filter(id=id)
-                .using_db(self._db.connection())
-                .update(**column_map(updated, _COLUMNS[1:]))
-            )
-            self._cache.records[id] = updated
-
-    async def delete(self, id: str) -> bool:
-        async with self._cache.key_locks.hold(id):
-            removed = await HeartbeatTrigger.filter(id=id).using_db(self._db.connection()).delete()
-            self._cache.records.pop(id, None)
-            return removed > 0
+        await self._update(id, changes)
 
     async def record_run(self, run_at: int) -> None:
-        """Sets last_run_at = updated_at = run_at on every entry of every user (one statement).
+        """Sets last_run_at = updated_at = run_at on every entry of every user, in one update statement
+        after reading which entries exist (so that it can hold their write locks).
 
         The legacy scheduler stamped every row this way even for a run of some entries; the
         engine's scheduler uses `record_run_for` with the entries that ran.
         """
-        await HeartbeatTrigger.all().using_db(self._db.connection()).update(last_run_at=run_at, updated_at=run_at)
-        for key, record in list(self._cache.records.items()):
-            self._cache.records[key] = dataclasses.replace(record, last_run_at=run_at, updated_at=run_at)
+        # The entries present now; one created meanwhile counts as created after this run.
+        ids = await self._query().values_list("id", flat=True)
+        await self._stamp([str(id) for id in ids], run_at)
 
     async def record_run_for(self, ids: Collection[str], run_at: int) -> None:
         """Sets last_run_at = updated_at = run_at on these entries only (one statement); unknown ids are skipped."""
         if isinstance(ids, str):
             raise TypeError("record_run_for takes a collection of ids, not one string")
-        wanted = set(ids)
-        if not wanted:
-            return
-        await (
-            HeartbeatTrigger.filter(id__in=sorted(wanted))
-            .using_db(self._db.connection())
-            .update(last_run_at=run_at, updated_at=run_at)
-        )
-        for key in wanted & self._cache.records.keys():
-            self._cache.records[key] = dataclasses.replace(
-                self._cache.records[key], last_run_at=run_at, updated_at=run_at
-            )
+        await self._stamp(ids, run_at)
 
-    async def _load(self, id: str) -> HeartbeatTaskRecord | None:
-        row = await HeartbeatTrigger.filter(id=id).using_db(self._db.connection()).first().values()
-        return _record_read(row) if row else None
+    async def _stamp(self, ids: Collection[str], run_at: int) -> None:
+        """Stamps the entries in one statement, holding their write locks (in sorted order, so that two
+        stamps never deadlock) while it runs and while the cached records are replaced."""
+        keys: Sequence[str] = sorted(set(ids))
+        if not keys:
+            return
+        async with AsyncExitStack() as locks:
+            for key in keys:
+                await locks.enter_async_context(self._writing(key))
+            await self._query(id__in=keys).update(last_run_at=run_at, updated_at=run_at)
+            for key in keys:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.put(key, dataclasses.replace(cached, last_run_at=run_at, updated_at=run_at))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
+from collections.abc import Hashable
+from types import TracebackType
 
 
 class KeyedLocks:
@@ -17,18 +17,41 @@ class KeyedLocks:
         """How many keys have a lock right now: only those held or waited for."""
         return len(self._locks)
 
-    @asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (None, 0))
+    def hold(self, key: Hashable) -> KeyHold:
+        """`async with locks.hold(key):` runs its body while no other holder of `key` runs."""
+        return KeyHold(self._locks, key)
+
+
+class KeyHold:
+    """The async context manager of `KeyedLocks.hold` (a class: it sits on every cached write)."""
+
+    __slots__ = ("_key", "_lock", "_locks")
+
+    def __init__(self, locks: dict[Hashable, tuple[asyncio.Lock, int]], key: Hashable) -> None:
+        self._locks = locks
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        lock, users = self._locks.get(self._key, (None, 0))
         if lock is None:
             lock = asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
+        self._locks[self._key] = (lock, users + 1)
+        self._lock = lock
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+            await lock.acquire()
+        except BaseException:
+            self._release_use()
+            raise
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._lock.release()
+        self._release_use()
+
+    def _release_use(self) -> None:
+        lock, users = self._locks[self._key]
+        if users == 1:
+            del self._locks[self._key]
+        else:
+            self._locks[self._key] = (lock, users - 1)

@@ -1,8 +1,9 @@
-"""ProcessesRepository: the durable mirror of managed processes (legacy §2.16).
+"""ProcessesRepository: the durable mirror of managed processes, cached.
 
 The Processes service writes the whole record on every state change. JSON columns fall back
 to safe values when broken: env `{}`, lists `[]`, permissions a root working dir with no write
-access, owner None. Permissions always read with `readDirs`.
+access, owner None. Permissions always read with `readDirs`. The cache holds what a read of
+the row gives.
 """
 
 from __future__ import annotations
@@ -10,19 +11,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from daycare.schema import Process
-from daycare.storage.db.database import Database
 from daycare.storage.json_values import FrozenDict, FrozenList, frozen, json_encode
-from daycare.storage.repositories.cache import RecordCache
+from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.lenient_json import json_decode_or, string_list_decode, strings_only
-from daycare.storage.repositories.patches import record_patch
-from daycare.storage.repositories.statements import column_map, upsert_statement
-from daycare.storage.repositories.write_through import cache_fill, cache_find
 
-_COLUMNS = (
+PROCESS_FIELDS = (
     "id",
     "user_id",
     "name",
@@ -50,9 +47,9 @@ _COLUMNS = (
     "last_started_at",
     "last_exited_at",
 )
-_UPSERT = upsert_statement("processes", _COLUMNS)
 # The columns where None means "clear"; in every other column None keeps the current value.
-_NULLABLE = ("home", "owner", "pid", "boot_time_ms", "next_restart_at", "last_started_at", "last_exited_at")
+_NULLABLE = frozenset({"home", "owner", "pid", "boot_time_ms", "next_restart_at", "last_started_at", "last_exited_at"})
+_JSON_FIELDS = ("env", "package_managers", "allowed_domains", "permissions")
 _PERMISSIONS_FALLBACK = FrozenDict(workingDir="/", writeDirs=FrozenList(), readDirs=FrozenList())
 
 
@@ -122,30 +119,6 @@ def _owner_decode(text: str | None) -> FrozenDict | None:
     return FrozenDict(type="plugin", id=owner_id.strip())
 
 
-def _record_read(row: dict[str, Any]) -> ProcessRecord:
-    return ProcessRecord(
-        **{
-            **row,
-            "env": _env_decode(row["env"]),
-            "package_managers": string_list_decode(row["package_managers"]),
-            "allowed_domains": string_list_decode(row["allowed_domains"]),
-            "allow_local_binding": row["allow_local_binding"] == 1,
-            "permissions": _permissions_decode(row["permissions"]),
-            "owner": _owner_decode(row["owner"]),
-            "keep_alive": row["keep_alive"] == 1,
-        }
-    )
-
-
-def _row(record: ProcessRecord) -> dict[str, Any]:
-    """The column values the legacy code wrote for this record."""
-    row = column_map(record, _COLUMNS)
-    for name in ("env", "package_managers", "allowed_domains", "permissions"):
-        row[name] = json_encode(getattr(record, name))
-    row["owner"] = None if record.owner is None else json_encode(record.owner)
-    return row
-
-
 def _order(record: ProcessRecord) -> tuple[int, str]:
     return (record.created_at, record.id)
 
@@ -159,22 +132,100 @@ def _matches(record: ProcessRecord, user_id: str | None, owner_id: str | None, o
     return not (owner_type and (record.owner is None or record.owner.get("type") != owner_type))
 
 
-class ProcessesRepository:
-    """Process records with a write-through cache holding what a read of the row would give."""
+class ProcessChanges(TypedDict, total=False):
+    """The fields `ProcessesRepository.update` can change; None clears the nullable ones and keeps the others."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: RecordCache[str, ProcessRecord] = RecordCache()
+    user_id: str | None
+    name: str | None
+    command: str | None
+    cwd: str | None
+    home: str | None
+    env: Mapping[str, str] | None
+    package_managers: Sequence[str] | None
+    allowed_domains: Sequence[str] | None
+    allow_local_binding: bool | None
+    permissions: Mapping[str, Any] | None
+    owner: Mapping[str, str] | None
+    keep_alive: bool | None
+    desired_state: str | None
+    status: str | None
+    pid: int | None
+    boot_time_ms: int | None
+    restart_count: int | None
+    restart_failure_count: int | None
+    next_restart_at: int | None
+    settings_path: str | None
+    log_path: str | None
+    created_at: int | None
+    updated_at: int | None
+    last_started_at: int | None
+    last_exited_at: int | None
+
+
+class ProcessesRepository(CachedRepository[str, ProcessRecord]):
+    """Process records by id, cached per instance; returned records are frozen and shared with the cache."""
+
+    model = Process
+    fields = PROCESS_FIELDS
+    entity = "Process"
+    keep_if_none = frozenset(PROCESS_FIELDS) - _NULLABLE
+    nullable = _NULLABLE
+
+    def record_read(self, row: Mapping[str, Any]) -> ProcessRecord:
+        return ProcessRecord(
+            id=row["id"],
+            user_id=row["user_id"],
+            name=row["name"],
+            command=row["command"],
+            cwd=row["cwd"],
+            home=row["home"],
+            env=_env_decode(row["env"]),
+            package_managers=string_list_decode(row["package_managers"]),
+            allowed_domains=string_list_decode(row["allowed_domains"]),
+            allow_local_binding=row["allow_local_binding"] == 1,
+            permissions=_permissions_decode(row["permissions"]),
+            owner=_owner_decode(row["owner"]),
+            keep_alive=row["keep_alive"] == 1,
+            desired_state=row["desired_state"],
+            status=row["status"],
+            pid=row["pid"],
+            boot_time_ms=row["boot_time_ms"],
+            restart_count=row["restart_count"],
+            restart_failure_count=row["restart_failure_count"],
+            next_restart_at=row["next_restart_at"],
+            settings_path=row["settings_path"],
+            log_path=row["log_path"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            last_started_at=row["last_started_at"],
+            last_exited_at=row["last_exited_at"],
+        )
+
+    def row_of(self, record: ProcessRecord) -> dict[str, Any]:
+        """The column values the legacy code wrote for this record (its JSON as given)."""
+        row = super().row_of(record)
+        for name in _JSON_FIELDS:
+            row[name] = json_encode(row[name])
+        row["owner"] = None if record.owner is None else json_encode(record.owner)
+        return row
+
+    def stored(self, record: ProcessRecord) -> ProcessRecord:
+        """The record as a read of its row gives it (permissions with readDirs, broken JSON as its fallback)."""
+        return self.record_read(self.row_of(record))
 
     async def create(self, record: ProcessRecord) -> None:
-        """Inserts or overwrites the whole record."""
-        row = _row(record)
-        async with self._cache.create_lock:
-            await self._db.connection().execute_query(_UPSERT, list(row.values()))
-            self._cache.records[record.id] = _record_read(row)
+        """Inserts or overwrites the whole record; the cache holds it as a read of the row gives it."""
+        # The row keeps the caller's JSON as the legacy code wrote it (permissions without readDirs
+        # stay so); writing the stored record, as the base's `_create` does, would add readDirs.
+        row = self.row_of(record)
+        stored = self.record_read(row)
+        async with self._writing(stored.id):
+            await self._upsert.run(self._conn(), **row)
+            self._cache.put(stored.id, stored)
 
     async def find_by_id(self, id: str) -> ProcessRecord | None:
-        return await cache_find(self._cache, id, lambda: self._load(id))
+        """The process with this id; cached, else read and cached (None without a query once all are loaded)."""
+        return await self._find(id)
 
     async def find_many(
         self, ctx: Context, *, owner_id: str | None = None, owner_type: str | None = None
@@ -187,38 +238,26 @@ class ProcessesRepository:
     ) -> list[ProcessRecord]:
         """Processes oldest first, filtered by user and owner (empty filters are ignored).
 
-        The owner filters run on the parsed owner. The first call without a user caches every process.
+        The owner filters run on the parsed owner. The first call without a user caches every process;
+        a user filter always reads the database.
         """
         if self._cache.all_loaded and not user_id:
             records = sorted(self._cache.records.values(), key=_order)
         else:
-            query = Process.filter(user_id=user_id) if user_id else Process.all()
-            rows = await query.using_db(self._db.connection()).order_by("created_at", "id").values()
-            records = [_record_read(row) for row in rows]
-            cache_fill(self._cache, records, lambda record: record.id, complete=not user_id)
+            query = self._query(user_id=user_id) if user_id else self._query()
+            records = await self._read_cached(query.order_by("created_at", "id"), complete=not user_id)
         return [record for record in records if _matches(record, user_id, owner_id, owner_type)]
 
-    async def update(self, id: str, /, **changes: Any) -> None:
+    async def update(self, id: str, /, **changes: Unpack[ProcessChanges]) -> None:
         """Merges `changes` and writes the whole row; None clears the nullable columns and keeps the others.
 
-        Raises LookupError("Process not found: <id>").
+        Raises LookupError("Process not found: <id>"), TypeError for an unknown field.
         """
-        async with self._cache.key_locks.hold(id):
-            current = self._cache.records.get(id) or await self._load(id)
-            if current is None:
-                raise LookupError(f"Process not found: {id}")
-            keep = tuple(column for column in _COLUMNS if column not in _NULLABLE)
-            updated = record_patch(current, changes, entity="Process", keep_if_none=keep, nullable=_NULLABLE)
-            row = _row(updated)
-            del row["id"]
-            await Process.filter(id=id).using_db(self._db.connection()).update(**row)
-            self._cache.records[id] = _record_read({"id": id, **row})
+        await self._update(id, changes)
 
     async def delete(self, id: str) -> bool:
-        async with self._cache.key_locks.hold(id):
-            removed = await Process.filter(id=id).using_db(self._db.connection()).delete()
-            self._cache.records.pop(id, None)
-            return removed > 0
+        """Deletes the process; whether it existed."""
+        return await self._delete(id)
 
     async def delete_by_owner(self, owner_type: str, owner_id: str) -> int:
         """Deletes every process of this owner in one statement; returns how many were deleted.
@@ -228,17 +267,16 @@ class ProcessesRepository:
         if not owner_type.strip() or not owner_id.strip():
             raise ValueError("Process owner type and id are required.")
         targets = sorted(record.id for record in await self.find_all(owner_id=owner_id, owner_type=owner_type))
-        async with contextlib.AsyncExitStack() as locks:
+        if not targets:
+            return 0
+        async with contextlib.AsyncExitStack() as writes:
             # Sorted order: two concurrent calls cannot each hold a lock the other waits for.
             for id in targets:
-                await locks.enter_async_context(self._cache.key_locks.hold(id))
-            removed: int = (
-                await Process.filter(id__in=targets).using_db(self._db.connection()).delete() if targets else 0
-            )
-            for id in targets:
-                self._cache.records.pop(id, None)
-            return removed
-
-    async def _load(self, id: str) -> ProcessRecord | None:
-        row = await Process.filter(id=id).using_db(self._db.connection()).first().values()
-        return _record_read(row) if row else None
+                await writes.enter_async_context(self._writing(id))
+            # An update that ran while this waited for the locks may have given a target another owner.
+            current = await self._read(self._query(id__in=targets))
+            owned = [record.id for record in current if _matches(record, None, owner_id, owner_type)]
+            removed = await self._query(id__in=owned).delete() if owned else 0
+            for id in owned:
+                self._cache.drop(id)
+        return int(removed)

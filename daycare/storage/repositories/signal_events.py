@@ -1,7 +1,11 @@
-"""SignalEventsRepository: signals that were generated, in the order they happened (legacy §2.9).
+"""SignalEventsRepository: signals that were generated, in the order they happened (no cache).
 
 `data` SQL NULL means the signal had no payload (`ABSENT` here); the text `null` is JSON null.
-Reads order by `created_at, rowid`: events with the same time keep their insertion order.
+Reads order by `created_at`, then insertion order: events of the same millisecond keep the
+order they were written in.
+
+Nothing is cached: an event is written once and read rarely, mostly as a page or the latest
+few of a user, which a cache by id cannot answer, so caching every event only cost memory.
 """
 
 from __future__ import annotations
@@ -9,16 +13,21 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from daycare.storage.db.database import Database
+from pypika_tortoise.enums import Order
+from pypika_tortoise.queries import Query, QueryBuilder
+from pypika_tortoise.terms import Criterion
+
+from daycare.schema import SignalEvent
+from daycare.storage.db.dialect import insertion_order
+from daycare.storage.db.statements import ModelTable, Statement, slot, upsert_statement
 from daycare.storage.json_values import FrozenDict, frozen, json_encode
-from daycare.storage.repositories.cache import RecordCache
+from daycare.storage.repositories.base import Repository
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.lenient_json import json_decode_or
 from daycare.storage.repositories.limits import limit_clamp, limit_resolve, offset_resolve
-from daycare.storage.repositories.statements import column_values, upsert_statement
-from daycare.storage.repositories.write_through import cache_fill, cache_find
 
 
 class Absent(enum.Enum):
@@ -51,10 +60,10 @@ def signal_data_encode(data: Any) -> str | None:
     return None if data is ABSENT else json_encode(data)
 
 
-_COLUMNS = ("id", "user_id", "type", "source", "data", "created_at")
-_UPSERT = upsert_statement("signals_events", _COLUMNS)
-_ORDER = " ORDER BY created_at ASC, rowid ASC"
-_RECENT = " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+EVENT_FIELDS = ("id", "user_id", "type", "source", "data", "created_at")
+# The largest LIMIT that SQLite and PostgreSQL both take: an offset without a page size. SQLite
+# has no OFFSET without a LIMIT, and no table holds more rows than this.
+_NO_LIMIT = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,36 +82,73 @@ class SignalEventRecord:
         object.__setattr__(self, "data", frozen(self.data))
 
 
-def _record_read(row: dict[str, Any]) -> SignalEventRecord:
-    return SignalEventRecord(
-        id=row["id"],
-        user_id=row["user_id"],
-        type=row["type"],
-        source=signal_source_decode(row["source"]),
-        data=signal_data_decode(row["data"]),
-        created_at=row["created_at"],
-    )
+def _select(query: type[Query], *, by_user: bool = False, by_type: bool = False, by_id: bool = False) -> QueryBuilder:
+    events = ModelTable(SignalEvent)
+    select = query.from_(events.table).select(*events.columns(EVENT_FIELDS))
+    conditions: list[Criterion] = []
+    if by_id:
+        conditions.append(events["id"] == slot("id"))
+    if by_user:
+        conditions.append(events["user_id"] == slot("user_id"))
+    if by_type:
+        conditions.append(events["type"] == slot("type"))
+    return select.where(Criterion.all(conditions)) if conditions else select
 
 
-def _key(record: SignalEventRecord) -> str:
-    return record.id
+def _ordered(query: type[Query], select: QueryBuilder, order: Order = Order.asc) -> QueryBuilder:
+    """`select` by created_at, then by insertion order (ties keep the order they were written in)."""
+    events = ModelTable(SignalEvent)
+    return select.orderby(events["created_at"], order=order).orderby(insertion_order(query, events.table), order=order)
 
 
-class SignalEventsRepository:
-    """Signal events with a write-through cache."""
+@cache
+def _page(by_user: bool, by_type: bool, paged: bool) -> Statement:
+    """The events oldest first, filtered by the slots `user_id` and `type`, paged by `limit` and `offset`."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: RecordCache[str, SignalEventRecord] = RecordCache()
+    def build(query: type[Query]) -> QueryBuilder:
+        select = _ordered(query, _select(query, by_user=by_user, by_type=by_type))
+        return select.limit(slot("limit")).offset(slot("offset")) if paged else select
+
+    return Statement(build)
+
+
+@cache
+def _recent(by_user: bool) -> Statement:
+    """The `limit` latest events, newest first, of the slot `user_id` or of everyone."""
+    return Statement(lambda query: _ordered(query, _select(query, by_user=by_user), Order.desc).limit(slot("limit")))
+
+
+_UPSERT = upsert_statement(SignalEvent, EVENT_FIELDS)
+_BY_ID = Statement(lambda query: _select(query, by_id=True).limit(1))
+
+
+class SignalEventsRepository(Repository[SignalEventRecord]):
+    """Signal events read and written directly; nothing is cached (see the module docstring)."""
+
+    model = SignalEvent
+    fields = EVENT_FIELDS
+
+    def record_read(self, row: Mapping[str, Any]) -> SignalEventRecord:
+        return SignalEventRecord(
+            id=row["id"],
+            user_id=row["user_id"],
+            type=row["type"],
+            source=signal_source_decode(row["source"]),
+            data=signal_data_decode(row["data"]),
+            created_at=row["created_at"],
+        )
 
     async def create(self, record: SignalEventRecord) -> None:
-        """Inserts or overwrites the event."""
-        values = column_values(record, _COLUMNS)
-        values[3] = json_encode(record.source)
-        values[4] = signal_data_encode(record.data)
-        async with self._cache.create_lock:
-            await self._db.connection().execute_query(_UPSERT, values)
-            self._cache.records[record.id] = record
+        """Inserts the event, or overwrites every column of the event with this id."""
+        await _UPSERT.run(
+            self._conn(),
+            id=record.id,
+            user_id=record.user_id,
+            type=record.type,
+            source=json_encode(record.source),
+            data=signal_data_encode(record.data),
+            created_at=record.created_at,
+        )
 
     async def find_many(
         self, ctx: Context, *, type: str | None = None, limit: float | None = None, offset: float | None = None
@@ -118,56 +164,35 @@ class SignalEventsRepository:
         limit: float | None = None,
         offset: float | None = None,
     ) -> list[SignalEventRecord]:
-        """Events oldest first, filtered by user and type, paged by limit and offset.
+        """Events oldest first, filtered by user and type, paged by limit and offset; empty filters are ignored.
 
-        Empty filters are ignored. Without any filter, the first call loads every event into the
-        cache and later calls read the cache.
+        An offset without a limit skips that many events and returns the rest.
         """
         page_size = limit_resolve(limit)
         skip = offset_resolve(offset)
-        filtered = bool(user_id) or bool(type) or page_size is not None or skip > 0
-        if not filtered and self._cache.all_loaded:
-            return sorted(self._cache.records.values(), key=lambda record: record.created_at)
-        where: list[str] = []
-        values: list[Any] = []
+        paged = page_size is not None or skip > 0
+        bound: dict[str, Any] = {}
         if user_id:
-            where.append("user_id = ?")
-            values.append(user_id)
+            bound["user_id"] = user_id
         if type:
-            where.append("type = ?")
-            values.append(type)
-        sql = "SELECT * FROM signals_events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += _ORDER
-        if page_size is not None or skip > 0:
-            # LIMIT -1 is "no limit": the legacy code wrote a bare OFFSET here, a syntax error.
-            sql += " LIMIT ? OFFSET ?"
-            values += [-1 if page_size is None else page_size, skip]
-        rows = await self._db.connection().execute_query_dict(sql, values)
-        records = [_record_read(row) for row in rows]
-        if not filtered:
-            cache_fill(self._cache, records, _key, complete=True)
-        return records
+            bound["type"] = type
+        if paged:
+            bound["limit"] = _NO_LIMIT if page_size is None else page_size
+            bound["offset"] = skip
+        statement = _page(bool(user_id), bool(type), paged)
+        return [self.record_read(row) for row in await statement.rows(self._conn(), **bound)]
 
     async def find_recent(self, ctx: Context, limit: float = 200) -> list[SignalEventRecord]:
-        """The user's latest `limit` events (1..1000), oldest first; not cached."""
-        rows = await self._db.connection().execute_query_dict(
-            "SELECT * FROM signals_events WHERE user_id = ?" + _RECENT, [ctx.user_id, limit_clamp(limit, 1, 1000)]
-        )
-        return [_record_read(row) for row in reversed(rows)]
+        """The user's latest `limit` events (1..1000), oldest first."""
+        rows = await _recent(True).rows(self._conn(), user_id=ctx.user_id, limit=limit_clamp(limit, 1, 1000))
+        return [self.record_read(row) for row in reversed(rows)]
 
     async def find_recent_all(self, limit: float = 200) -> list[SignalEventRecord]:
         """Every user's latest `limit` events (1..1000), oldest first."""
-        count = limit_clamp(limit, 1, 1000)
-        if self._cache.all_loaded:
-            return sorted(self._cache.records.values(), key=lambda record: record.created_at)[-count:]
-        rows = await self._db.connection().execute_query_dict("SELECT * FROM signals_events" + _RECENT, [count])
-        return [_record_read(row) for row in reversed(rows)]
+        rows = await _recent(False).rows(self._conn(), limit=limit_clamp(limit, 1, 1000))
+        return [self.record_read(row) for row in reversed(rows)]
 
     async def find_by_id(self, id: str) -> SignalEventRecord | None:
-        return await cache_find(self._cache, id, lambda: self._load(id))
-
-    async def _load(self, id: str) -> SignalEventRecord | None:
-        rows = await self._db.connection().execute_query_dict("SELECT * FROM signals_events WHERE id = ? LIMIT 1", [id])
-        return _record_read(rows[0]) if rows else None
+        """The event with this id, or None."""
+        rows = await _BY_ID.rows(self._conn(), id=id)
+        return self.record_read(rows[0]) if rows else None

@@ -1,34 +1,28 @@
-"""SignalSubscriptionsRepository: which agent hears which signal types (legacy §2.10).
+"""SignalSubscriptionsRepository: which agent hears which signal types, behind a write-through cache.
 
 A subscription is keyed by (user_id, agent_id, pattern). Creating one that exists rewrites its
-id, silent flag and updated_at in one upsert, and keeps its created_at.
+id, silent flag and updated_at in one upsert, and keeps its created_at. Matching a signal
+reads the user's subscriptions with one indexed query, whatever the other users hold.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pypika_tortoise.queries import Query, QueryBuilder
+
 from daycare.schema import SignalSubscription
-from daycare.storage.db.database import Database
-from daycare.storage.repositories.cache import RecordCache
+from daycare.storage.db.statements import ModelTable, Statement, returning, slot
+from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
-from daycare.storage.repositories.statements import column_values, upsert_statement
-from daycare.storage.repositories.write_through import cache_fill, cache_find
 
 SubscriptionKey = tuple[str, str, str]
 
-_COLUMNS = ("id", "user_id", "agent_id", "pattern", "silent", "created_at", "updated_at")
-# RETURNING gives the row as stored (created_at kept), so the cache never disagrees with the file.
-_UPSERT = (
-    upsert_statement(
-        "signals_subscriptions",
-        _COLUMNS,
-        conflict=("user_id", "agent_id", "pattern"),
-        updates=("id", "silent", "updated_at"),
-    )
-    + " RETURNING *"
-)
+SUBSCRIPTION_FIELDS = ("id", "user_id", "agent_id", "pattern", "silent", "created_at", "updated_at")
+_KEY_FIELDS = ("user_id", "agent_id", "pattern")
+_ORDER = ("user_id", "agent_id", "pattern", "created_at", "id")
 
 
 def signal_type_matches_pattern(signal_type: str, pattern: str) -> bool:
@@ -53,80 +47,94 @@ class SignalSubscriptionRecord:
     updated_at: int
 
 
-def _record_read(row: dict[str, Any]) -> SignalSubscriptionRecord:
-    return SignalSubscriptionRecord(**{**row, "silent": row["silent"] == 1})
+def _upsert(query: type[Query]) -> QueryBuilder:
+    # RETURNING gives the row as stored (created_at kept), so the cache never disagrees with the file.
+    subscriptions = ModelTable(SignalSubscription)
+    statement = (
+        query.into(subscriptions.table)
+        .columns(*subscriptions.columns(SUBSCRIPTION_FIELDS))
+        .insert(*map(slot, SUBSCRIPTION_FIELDS))
+        .on_conflict(*map(subscriptions.column_name, _KEY_FIELDS))
+    )
+    for field in ("id", "silent", "updated_at"):
+        statement = statement.do_update(subscriptions.column_name(field))
+    return returning(statement, *subscriptions.columns(SUBSCRIPTION_FIELDS))
 
 
-def _key(record: SignalSubscriptionRecord) -> SubscriptionKey:
-    return (record.user_id, record.agent_id, record.pattern)
+def _by_user(query: type[Query]) -> QueryBuilder:
+    # The unique (user_id, agent_id, pattern) index answers both the filter and the order.
+    subscriptions = ModelTable(SignalSubscription)
+    return (
+        query.from_(subscriptions.table)
+        .select(*subscriptions.columns(SUBSCRIPTION_FIELDS))
+        .where(subscriptions["user_id"] == slot("user_id"))
+        .orderby(subscriptions["agent_id"])
+        .orderby(subscriptions["pattern"])
+    )
 
 
-def _order(record: SignalSubscriptionRecord) -> tuple[str, str, str, int, str]:
-    return (record.user_id, record.agent_id, record.pattern, record.created_at, record.id)
+_UPSERT = Statement(_upsert)
+# Every generated signal reads its user's subscriptions: built once.
+_BY_USER = Statement(_by_user)
 
 
-class SignalSubscriptionsRepository:
-    """Signal subscriptions with a write-through cache."""
+def _order(record: SignalSubscriptionRecord) -> tuple[Any, ...]:
+    return tuple(getattr(record, field) for field in _ORDER)
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: RecordCache[SubscriptionKey, SignalSubscriptionRecord] = RecordCache()
+
+class SignalSubscriptionsRepository(CachedRepository[SubscriptionKey, SignalSubscriptionRecord]):
+    """Subscriptions by (user, agent, pattern), cached per instance; returned records are frozen."""
+
+    model = SignalSubscription
+    fields = SUBSCRIPTION_FIELDS
+    entity = "Signal subscription"
+    conflict = _KEY_FIELDS
+
+    def key_of(self, record: SignalSubscriptionRecord) -> SubscriptionKey:
+        return (record.user_id, record.agent_id, record.pattern)
+
+    def key_filter(self, key: SubscriptionKey) -> dict[str, Any]:
+        return dict(zip(_KEY_FIELDS, key, strict=True))
+
+    def record_read(self, row: Mapping[str, Any]) -> SignalSubscriptionRecord:
+        return SignalSubscriptionRecord(
+            id=row["id"],
+            user_id=row["user_id"],
+            agent_id=row["agent_id"],
+            pattern=row["pattern"],
+            silent=bool(row["silent"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
     async def create(self, record: SignalSubscriptionRecord) -> None:
         """Inserts the subscription, or gives the existing one for that key this id, silent and updated_at.
 
         Another subscription that already has this id raises IntegrityError (id is the primary key).
         """
-        async with self._cache.create_lock:
-            rows = await self._db.connection().execute_query_dict(_UPSERT, column_values(record, _COLUMNS))
-            stored = _record_read(rows[0])
-            self._cache.records[_key(stored)] = stored
+        key = self.key_of(record)
+        async with self._writing(key):
+            rows = await _UPSERT.rows(self._conn(), **self.row_of(record))
+            self._cache.put(key, self.record_read(rows[0]))
 
     async def delete(self, ctx: Context, pattern: str) -> bool:
         """Removes the context agent's subscription to `pattern` (taken verbatim); needs an agent context."""
-        key = (ctx.user_id, ctx.agent_id, pattern)
-        async with self._cache.key_locks.hold(key):
-            removed = (
-                await SignalSubscription.filter(user_id=key[0], agent_id=key[1], pattern=pattern)
-                .using_db(self._db.connection())
-                .delete()
-            )
-            self._cache.records.pop(key, None)
-            return removed > 0
+        return await self._delete((ctx.user_id, ctx.agent_id, pattern))
 
     async def find_by_user_and_agent(self, ctx: Context, pattern: str) -> SignalSubscriptionRecord | None:
         """The context agent's subscription to `pattern`; needs an agent context."""
-        key = (ctx.user_id, ctx.agent_id, pattern)
-        return await cache_find(self._cache, key, lambda: self._load(key))
+        return await self._find((ctx.user_id, ctx.agent_id, pattern))
 
-    async def find_many(self) -> list[SignalSubscriptionRecord]:
-        """Every subscription by user, agent, pattern, created_at, id; the first call caches them all."""
+    async def find_all(self) -> list[SignalSubscriptionRecord]:
+        """Every subscription by user, agent, pattern, created_at, id; the first call loads them all into the cache."""
         if self._cache.all_loaded:
             return sorted(self._cache.records.values(), key=_order)
-        rows = (
-            await SignalSubscription.all()
-            .using_db(self._db.connection())
-            .order_by("user_id", "agent_id", "pattern", "created_at", "id")
-            .values()
-        )
-        records = [_record_read(row) for row in rows]
-        cache_fill(self._cache, records, _key, clear=True, complete=True)
-        return records
+        return await self._read_cached(self._query().order_by(*_ORDER), complete=True)
 
     async def find_matching(self, ctx: Context, signal_type: str) -> list[SignalSubscriptionRecord]:
-        """The user's subscriptions whose pattern matches `signal_type`."""
-        return [
-            record
-            for record in await self.find_many()
-            if record.user_id == ctx.user_id and signal_type_matches_pattern(signal_type, record.pattern)
-        ]
+        """The user's subscriptions whose pattern matches `signal_type`, by agent and pattern.
 
-    async def _load(self, key: SubscriptionKey) -> SignalSubscriptionRecord | None:
-        user_id, agent_id, pattern = key
-        row = (
-            await SignalSubscription.filter(user_id=user_id, agent_id=agent_id, pattern=pattern)
-            .using_db(self._db.connection())
-            .first()
-            .values()
-        )
-        return _record_read(row) if row else None
+        One indexed query on the user's rows; they are not cached (a signal's delivery needs none again).
+        """
+        rows = await _BY_USER.rows(self._conn(), user_id=ctx.user_id)
+        return [self.record_read(row) for row in rows if signal_type_matches_pattern(signal_type, row["pattern"])]

@@ -1,23 +1,18 @@
-"""SystemPromptsRepository: global and per-user prompts for the system prompt or the first message (legacy §2.17)."""
+"""SystemPromptsRepository: global and per-user prompts for the system prompt or the first message."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from tortoise.expressions import Q
-from tortoise.queryset import QuerySet
 
 from daycare.schema import SystemPrompt
-from daycare.storage.db.database import Database
-from daycare.storage.repositories.cache import RecordCache
-from daycare.storage.repositories.patches import record_patch
-from daycare.storage.repositories.statements import column_map, column_values, upsert_statement
-from daycare.storage.repositories.write_through import cache_fill, cache_find
+from daycare.storage.repositories.base import CachedRepository
 
-_COLUMNS = ("id", "scope", "user_id", "kind", "condition", "prompt", "enabled", "created_at", "updated_at")
-_UPSERT = upsert_statement("system_prompts", _COLUMNS)
+PROMPT_FIELDS = ("id", "scope", "user_id", "kind", "condition", "prompt", "enabled", "created_at", "updated_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,71 +30,67 @@ class SystemPromptRecord:
     updated_at: int
 
 
-def _stored(record: SystemPromptRecord) -> SystemPromptRecord:
-    return dataclasses.replace(record, enabled=bool(record.enabled))
+class SystemPromptChanges(TypedDict, total=False):
+    """The fields `SystemPromptsRepository.update` can change; None clears user_id and condition."""
+
+    scope: str
+    user_id: str | None
+    kind: str
+    condition: str | None
+    prompt: str
+    enabled: bool
+    created_at: int
+    updated_at: int
 
 
-class SystemPromptsRepository:
-    """System prompts with a write-through cache."""
+class SystemPromptsRepository(CachedRepository[str, SystemPromptRecord]):
+    """System prompts by id, cached; the scope and enabled listings read the database."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: RecordCache[str, SystemPromptRecord] = RecordCache()
+    model = SystemPrompt
+    fields = PROMPT_FIELDS
+    entity = "System prompt"
+    nullable = frozenset({"user_id", "condition"})
+
+    def record_read(self, row: Mapping[str, Any]) -> SystemPromptRecord:
+        return SystemPromptRecord(**{field: row[field] for field in PROMPT_FIELDS})
+
+    def stored(self, record: SystemPromptRecord) -> SystemPromptRecord:
+        return dataclasses.replace(record, enabled=bool(record.enabled))
 
     async def find_by_id(self, id: str) -> SystemPromptRecord | None:
-        return await cache_find(self._cache, id, lambda: self._load(id))
+        """The prompt with this id; cached, else read and cached (None without a query once all are loaded)."""
+        return await self._find(id)
 
-    async def find_many(self) -> list[SystemPromptRecord]:
-        """Every prompt, oldest first; the first call caches them all."""
+    async def find_all(self) -> list[SystemPromptRecord]:
+        """Every prompt, oldest first; the first call loads them all into the cache."""
         if self._cache.all_loaded:
             return sorted(self._cache.records.values(), key=lambda record: record.created_at)
-        records = await self._query(SystemPrompt.all())
-        cache_fill(self._cache, records, lambda record: record.id, clear=True, complete=True)
-        return records
+        return await self._read_cached(self._query().order_by("created_at"), complete=True)
 
     async def find_by_scope(self, scope: str, user_id: str | None = None) -> list[SystemPromptRecord]:
         """The prompts of a scope, oldest first; for scope `user`, a user id narrows them to that user."""
         if scope == "user" and user_id:
-            return await self._query(SystemPrompt.filter(scope=scope, user_id=user_id))
-        return await self._query(SystemPrompt.filter(scope=scope))
+            return await self._read(self._query(scope=scope, user_id=user_id).order_by("created_at"))
+        return await self._read(self._query(scope=scope).order_by("created_at"))
 
     async def find_enabled(self, user_id: str | None = None) -> list[SystemPromptRecord]:
         """Enabled global prompts, plus the user's own when a user id is given, oldest first."""
         if user_id:
             mine = Q(scope="global") | Q(scope="user", user_id=user_id)
-            return await self._query(SystemPrompt.filter(mine, enabled=True))
-        return await self._query(SystemPrompt.filter(enabled=True, scope="global"))
+            return await self._read(self._query(mine, enabled=True).order_by("created_at"))
+        return await self._read(self._query(enabled=True, scope="global").order_by("created_at"))
 
     async def create(self, record: SystemPromptRecord) -> None:
         """Inserts or overwrites the prompt."""
-        stored = _stored(record)
-        async with self._cache.create_lock:
-            await self._db.connection().execute_query(_UPSERT, column_values(stored, _COLUMNS))
-            self._cache.records[stored.id] = stored
+        await self._create(record)
 
-    async def update_by_id(self, id: str, /, **changes: Any) -> None:
+    async def update(self, id: str, /, **changes: Unpack[SystemPromptChanges]) -> None:
         """Merges `changes` and writes the whole row; None clears user_id or condition.
 
-        Raises LookupError("System prompt not found: <id>").
+        Raises LookupError("System prompt not found: <id>"), TypeError for an unknown field.
         """
-        async with self._cache.key_locks.hold(id):
-            current = self._cache.records.get(id) or await self._load(id)
-            if current is None:
-                raise LookupError(f"System prompt not found: {id}")
-            updated = _stored(record_patch(current, changes, entity="System prompt", nullable=("user_id", "condition")))
-            await SystemPrompt.filter(id=id).using_db(self._db.connection()).update(**column_map(updated, _COLUMNS[1:]))
-            self._cache.records[id] = updated
+        await self._update(id, changes)
 
-    async def delete_by_id(self, id: str) -> bool:
-        async with self._cache.key_locks.hold(id):
-            removed = await SystemPrompt.filter(id=id).using_db(self._db.connection()).delete()
-            self._cache.records.pop(id, None)
-            return removed > 0
-
-    async def _query(self, query: QuerySet[SystemPrompt]) -> list[SystemPromptRecord]:
-        rows = await query.using_db(self._db.connection()).order_by("created_at").values()
-        return [SystemPromptRecord(**row) for row in rows]
-
-    async def _load(self, id: str) -> SystemPromptRecord | None:
-        row = await SystemPrompt.filter(id=id).using_db(self._db.connection()).first().values()
-        return SystemPromptRecord(**row) if row else None
+    async def delete(self, id: str) -> bool:
+        """Deletes the prompt; whether it existed."""
+        return await self._delete(id)

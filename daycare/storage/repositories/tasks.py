@@ -1,31 +1,31 @@
-"""TasksRepository: the code a user's triggers run; ids are unique only within a user (legacy §2.6).
+"""TasksRepository: the code a user's triggers run; ids are unique only within a user.
 
-The key is (user_id, id): every query is filtered on both columns, so the same task id under
-two users is two tasks. Deleting is soft (`deleted_at`), and a soft-deleted task keeps its
-(user, id) reserved: creating it again fails. The cache has no "all loaded" state.
+The key is (user_id, id): every query is filtered on both columns (`Task.key_filter`), so the
+same task id under two users is two tasks. Deleting is soft (`deleted_at`), and a soft-deleted
+task keeps its (user, id) reserved: creating it again fails. The cache is never complete:
+`find_all` reads only the live tasks.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
+
+from pypika_tortoise.queries import Query, QueryBuilder
 
 from daycare.schema import Task
 from daycare.storage.clock import now_ms
-from daycare.storage.db.database import Database
-from daycare.storage.repositories.cache import RecordCache
+from daycare.storage.db.statements import ModelTable, Statement, slot
+from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.patches import record_patch
-from daycare.storage.repositories.statements import column_map, column_values, upsert_statement
-from daycare.storage.repositories.write_through import cache_fill, cache_find
 
-TaskKey = tuple[str, str]
+TaskKey = tuple[str, str]  # (user_id, id)
 
-_COLUMNS = ("id", "user_id", "title", "description", "code", "created_at", "updated_at", "deleted_at")
-# The WHERE makes the reservation check and the write one statement: a soft-deleted row is left
-# alone (no change), which create() reports as "reserved".
-_UPSERT = upsert_statement("tasks", _COLUMNS, conflict=("user_id", "id")) + " WHERE tasks.deleted_at IS NULL"
+_KEY_FIELDS = ("user_id", "id")
+TASK_FIELDS = ("id", "user_id", "title", "description", "code", "created_at", "updated_at", "deleted_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +42,62 @@ class TaskRecord:
     deleted_at: int | None = None
 
 
-def _key(record: TaskRecord) -> TaskKey:
-    return (record.user_id, record.id)
+class TaskChanges(TypedDict, total=False):
+    """The fields `TasksRepository.update` can change; a blank or None user_id keeps the current user."""
+
+    user_id: str | None
+    title: str
+    description: str | None
+    code: str
+    created_at: int
+    updated_at: int
+    deleted_at: int | None
 
 
-class TasksRepository:
-    """Tasks keyed by (user, id), with a write-through cache."""
+def _upsert(query: type[Query]) -> QueryBuilder:
+    # The WHERE makes the reservation check and the write one statement: the row of a soft-deleted
+    # task is left alone (nothing changes), which `create` reports as "reserved".
+    tasks = ModelTable(Task)
+    statement = (
+        query.into(tasks.table)
+        .columns(*tasks.columns(TASK_FIELDS))
+        .insert(*map(slot, TASK_FIELDS))
+        .on_conflict(*(tasks.column_name(field) for field in _KEY_FIELDS))
+    )
+    for field in TASK_FIELDS:
+        if field not in _KEY_FIELDS:
+            statement = statement.do_update(tasks.column_name(field))
+    return statement.where(tasks["deleted_at"].isnull())
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: RecordCache[TaskKey, TaskRecord] = RecordCache()
+
+_UPSERT = Statement(_upsert)
+
+
+class TasksRepository(CachedRepository[TaskKey, TaskRecord]):
+    """Tasks keyed by (user, id), cached per instance; returned records are frozen."""
+
+    model = Task
+    fields = TASK_FIELDS
+    entity = "Task"
+    conflict = _KEY_FIELDS
+    nullable = frozenset({"description", "deleted_at"})
+
+    def record_read(self, row: Mapping[str, Any]) -> TaskRecord:
+        return TaskRecord(**{field: row[field] for field in TASK_FIELDS})
+
+    def key_of(self, record: TaskRecord) -> TaskKey:
+        return (record.user_id, record.id)
+
+    def key_filter(self, key: TaskKey) -> dict[str, Any]:
+        user_id, id = key
+        return Task.key_filter(user_id=user_id, id=id)
+
+    def stored(self, record: TaskRecord) -> TaskRecord:
+        """The record with its user_id trimmed; raises ValueError when it is blank."""
+        user_id = record.user_id.strip()
+        if not user_id:
+            raise ValueError("Task userId is required.")
+        return dataclasses.replace(record, user_id=user_id)
 
     async def find_by_id(self, ctx: Context, id: str) -> TaskRecord | None:
         """The user's live task with this id; None if it is missing or soft-deleted."""
@@ -59,91 +105,66 @@ class TasksRepository:
         return record if record is not None and record.deleted_at is None else None
 
     async def find_any_by_id(self, ctx: Context, id: str) -> TaskRecord | None:
-        """The user's task with this id, soft-deleted or not."""
-        user_id = ctx.user_id
-        return await cache_find(self._cache, (user_id, id), lambda: self._load(user_id, id))
+        """The user's task with this id, soft-deleted or not; cached, else read and cached."""
+        return await self._find((ctx.user_id, id))
 
     async def find_many(self, ctx: Context) -> list[TaskRecord]:
         """The user's live tasks, oldest update first (read from the database, not cached)."""
-        rows = (
-            await Task.filter(user_id=ctx.user_id, deleted_at__isnull=True)
-            .using_db(self._db.connection())
-            .order_by("updated_at")
-            .values()
-        )
-        return [TaskRecord(**row) for row in rows]
+        return await self._read(self._query(user_id=ctx.user_id, deleted_at__isnull=True).order_by("updated_at"))
 
     async def find_all(self) -> list[TaskRecord]:
-        """Every user's live tasks, oldest update first; they are cached."""
-        rows = (
-            await Task.filter(deleted_at__isnull=True).using_db(self._db.connection()).order_by("updated_at").values()
-        )
-        records = [TaskRecord(**row) for row in rows]
-        cache_fill(self._cache, records, _key)
-        return records
+        """Every user's live tasks, oldest update first; they join the cache."""
+        return await self._read_cached(self._query(deleted_at__isnull=True).order_by("updated_at"))
 
     async def create(self, record: TaskRecord) -> None:
         """Inserts the task or overwrites the user's live task with that id (created_at included).
 
         Raises ValueError when user_id is blank, or when the id belongs to the user's soft-deleted task.
         """
-        user_id = record.user_id.strip()
-        if not user_id:
-            raise ValueError("Task userId is required.")
-        stored = dataclasses.replace(record, user_id=user_id)
-        async with self._cache.create_lock:
-            changed, _ = await self._db.connection().execute_query(_UPSERT, column_values(stored, _COLUMNS))
-            if not changed:
+        stored = self.stored(record)
+        key = self.key_of(stored)
+        async with self._writing(key):
+            if not await _UPSERT.run(self._conn(), **self.row_of(stored)):
                 raise ValueError(f"Task id is reserved by a deleted task: {record.id}")
-            self._cache.records[_key(stored)] = stored
+            self._cache.put(key, stored)
 
-    async def update(self, ctx: Context, id: str, /, **changes: Any) -> None:
+    async def update(self, ctx: Context, id: str, /, **changes: Unpack[TaskChanges]) -> None:
         """Merges `changes` into the user's task (soft-deleted ones too) and writes the whole row.
 
-        A blank or None user_id keeps the current one; None clears description or deleted_at.
-        Raises LookupError("Task not found: <id>") when the user has no such task.
+        A blank or None user_id keeps the current one (another one moves the task to that user);
+        None clears description or deleted_at. Raises LookupError("Task not found: <id>") when the
+        user has no such task, TypeError for an unknown field.
         """
-        user_id = ctx.user_id
-        if "user_id" in changes:
-            changes = dict(changes)
-            moved_to = (changes.pop("user_id") or "").strip()
+        merged: dict[str, Any] = dict(changes)
+        if "user_id" in merged:
+            moved_to = (merged.pop("user_id") or "").strip()
             if moved_to:
-                changes["user_id"] = moved_to
-        async with self._cache.key_locks.hold((user_id, id)):
-            current = self._cache.records.get((user_id, id)) or await self._load(user_id, id)
+                merged["user_id"] = moved_to
+        key = (ctx.user_id, id)
+        async with self._writing(key):
+            current = self._cache.get(key) or await self._read_first(self._query(**self.key_filter(key)))
             if current is None:
                 raise LookupError(f"Task not found: {id}")
-            updated = record_patch(current, changes, entity="Task", nullable=("description", "deleted_at"))
-            await (
-                Task.filter(**Task.key_filter(user_id=current.user_id, id=id))
-                .using_db(self._db.connection())
-                .update(**column_map(updated, _COLUMNS[1:]))
-            )
-            # A task moved to another user leaves its old key; the legacy cache kept it there (stale).
-            self._cache.records.pop(_key(current), None)
-            self._cache.records[_key(updated)] = updated
+            changed = self.stored(record_patch(current, merged, entity=self.entity, nullable=self.nullable))
+            row = self.row_of(changed)
+            del row["id"]  # user_id stays: it is how a task moves to another user
+            await self._query(**self.key_filter(key)).update(**row)
+            self._moved(key, changed)
 
     async def delete(self, ctx: Context, id: str) -> bool:
         """Soft-deletes the user's task (deleted_at = updated_at = now); False if missing or already deleted."""
-        user_id = ctx.user_id
-        async with self._cache.key_locks.hold((user_id, id)):
-            current = self._cache.records.get((user_id, id)) or await self._load(user_id, id)
+        key = (ctx.user_id, id)
+        async with self._writing(key):
+            current = self._cache.get(key) or await self._read_first(self._query(**self.key_filter(key)))
             if current is None or current.deleted_at is not None:
                 return False
             now = now_ms()
-            await (
-                Task.filter(**Task.key_filter(user_id=user_id, id=id), deleted_at__isnull=True)
-                .using_db(self._db.connection())
-                .update(deleted_at=now, updated_at=now)
+            changed = await self._query(**self.key_filter(key), deleted_at__isnull=True).update(
+                deleted_at=now, updated_at=now
             )
-            self._cache.records[(user_id, id)] = dataclasses.replace(current, deleted_at=now, updated_at=now)
-            return True
-
-    async def _load(self, user_id: str, id: str) -> TaskRecord | None:
-        row = (
-            await Task.filter(**Task.key_filter(user_id=user_id, id=id))
-            .using_db(self._db.connection())
-            .first()
-            .values()
-        )
-        return TaskRecord(**row) if row else None
+            if not changed:
+                # The cached task was deleted behind this repository's back: read it again next time.
+                self._cache.evict(key)
+                return False
+            self._cache.put(key, dataclasses.replace(current, deleted_at=now, updated_at=now))
+        return True

@@ -1,4 +1,4 @@
-"""TokenStatsRepository: token and cost sums per hour, user, agent and model (legacy §2.18, no cache).
+"""TokenStatsRepository: token and cost sums per hour, user, agent and model (no cache).
 
 An increment adds to the row of its hour in one statement, so concurrent increments never lose
 an update. Reads floor every counter at 0 (and truncate it); cost is floored at 0.
@@ -7,26 +7,44 @@ an update. Reads floor every counter at 0 (and truncate it); cost is floored at 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pypika_tortoise.queries import Query, QueryBuilder, Table
+
+from daycare.schema import TokenStatsHourly
 from daycare.storage.clock import now_ms
-from daycare.storage.db.database import Database
+from daycare.storage.db.statements import ModelTable, Statement, slot
+from daycare.storage.repositories.base import Repository
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.limits import limit_resolve
 
 HOUR_MS = 3_600_000
 
-_INCREMENT = (
-    "INSERT INTO token_stats_hourly (hour_start, user_id, agent_id, model, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT(hour_start, user_id, agent_id, model) DO UPDATE SET "
-    "input_tokens = input_tokens + excluded.input_tokens, "
-    "output_tokens = output_tokens + excluded.output_tokens, "
-    "cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, "
-    "cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, "
-    "cost = cost + excluded.cost"
-)
+TOKEN_STATS_KEY = ("hour_start", "user_id", "agent_id", "model")
+TOKEN_STATS_SUMS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost")
+TOKEN_STATS_FIELDS = (*TOKEN_STATS_KEY, *TOKEN_STATS_SUMS)
+
+
+def _increment(query: type[Query]) -> QueryBuilder:
+    """Inserts the hour's row, or adds each sum of the excluded (new) row to the stored sum."""
+    stats = ModelTable(TokenStatsHourly)
+    excluded = Table("excluded")
+    upsert = (
+        query.into(stats.table)
+        .columns(*stats.columns(TOKEN_STATS_FIELDS))
+        .insert(*map(slot, TOKEN_STATS_FIELDS))
+        .on_conflict(*(stats.column_name(field) for field in TOKEN_STATS_KEY))
+    )
+    for field in TOKEN_STATS_SUMS:
+        column = stats.column_name(field)
+        upsert = upsert.do_update(column, stats[field] + excluded[column])
+    return upsert
+
+
+# One statement: the database adds, so no increment reads a sum that another is about to replace.
+_INCREMENT = Statement(_increment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,25 +81,24 @@ def token_cost(value: Any) -> float:
     return max(0.0, float(value))
 
 
-def _record_read(row: dict[str, Any]) -> TokenStatsRecord:
-    return TokenStatsRecord(
-        hour_start=token_count(row["hour_start"]),
-        user_id=row["user_id"],
-        agent_id=row["agent_id"],
-        model=row["model"],
-        input=token_count(row["input_tokens"]),
-        output=token_count(row["output_tokens"]),
-        cache_read=token_count(row["cache_read_tokens"]),
-        cache_write=token_count(row["cache_write_tokens"]),
-        cost=token_cost(row["cost"]),
-    )
-
-
-class TokenStatsRepository:
+class TokenStatsRepository(Repository[TokenStatsRecord]):
     """Hourly token and cost rollups; the user and the agent must exist (foreign keys)."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    model = TokenStatsHourly
+    fields = TOKEN_STATS_FIELDS
+
+    def record_read(self, row: Mapping[str, Any]) -> TokenStatsRecord:
+        return TokenStatsRecord(
+            hour_start=token_count(row["hour_start"]),
+            user_id=row["user_id"],
+            agent_id=row["agent_id"],
+            model=row["model"],
+            input=token_count(row["input_tokens"]),
+            output=token_count(row["output_tokens"]),
+            cache_read=token_count(row["cache_read_tokens"]),
+            cache_write=token_count(row["cache_write_tokens"]),
+            cost=token_cost(row["cost"]),
+        )
 
     async def increment(
         self,
@@ -106,8 +123,19 @@ class TokenStatsRepository:
         amount = token_cost(cost)
         if not any(counts) and amount <= 0:
             return
-        hour = hour_start(now_ms() if at is None else at)
-        await self._db.connection().execute_query(_INCREMENT, [hour, ctx.user_id, ctx.agent_id, model, *counts, amount])
+        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens = counts
+        await _INCREMENT.run(
+            self._conn(),
+            hour_start=hour_start(now_ms() if at is None else at),
+            user_id=ctx.user_id,
+            agent_id=ctx.agent_id,
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            cost=amount,
+        )
 
     async def find_many(
         self,
@@ -143,25 +171,14 @@ class TokenStatsRepository:
 
         Blank user, agent and model filters are ignored.
         """
-        where: list[str] = []
-        values: list[Any] = []
+        filters: dict[str, Any] = {}
         if from_ is not None:
-            where.append("hour_start >= ?")
-            values.append(hour_start(from_))
+            filters["hour_start__gte"] = hour_start(from_)
         if to is not None:
-            where.append("hour_start <= ?")
-            values.append(hour_start(to))
-        for column, value in (("user_id", user_id), ("agent_id", agent_id), ("model", model)):
+            filters["hour_start__lte"] = hour_start(to)
+        for field, value in (("user_id", user_id), ("agent_id", agent_id), ("model", model)):
             if value is not None and value.strip():
-                where.append(f"{column} = ?")
-                values.append(value.strip())
-        sql = "SELECT * FROM token_stats_hourly"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY hour_start ASC, user_id ASC, agent_id ASC, model ASC"
+                filters[field] = value.strip()
+        query = self._query(**filters).order_by(*TOKEN_STATS_KEY)
         page_size = limit_resolve(limit)
-        if page_size is not None:
-            sql += " LIMIT ?"
-            values.append(page_size)
-        rows = await self._db.connection().execute_query_dict(sql, values)
-        return [_record_read(row) for row in rows]
+        return await self._read(query if page_size is None else query.limit(page_size))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.sqlite_files import file_master, file_query, file_sha256
+from tests.storage.migrations.migrated import VERSIONS
 
 ROOT = Path(__file__).resolve().parents[3]
 TABLES_WITHOUT_CLOCK = ("agents", "sessions", "session_history", "inbox", "tasks", "channels", "processes")
@@ -85,15 +86,15 @@ def test_aerich_runs_a_failing_migration_atomically(tmp_path: Path, legacy_copy:
     )
     baseline = next((project / "migrations" / "models").glob("0_*.py")).read_text()
     state = baseline[baseline.index("MODELS_STATE") :]
-    (project / "migrations" / "models" / "1_20270101000000_broken.py").write_text(
+    (project / "migrations" / "models" / f"{len(VERSIONS)}_20270101000000_broken.py").write_text(
         "RUN_IN_TRANSACTION = True\n\n\nasync def upgrade(db):\n"
         '    return "ALTER TABLE users ADD COLUMN mood TEXT; INSERT INTO no_such_table VALUES (1);"\n\n\n'
         "async def downgrade(db):\n    return ''\n\n\n" + state
     )
     path = legacy_copy("empty.db")
     assert aerich("upgrade", db=path, cwd=project).returncode != 0
-    # Aerich applied the baseline in its own transaction, then failed the broken file as a whole.
-    assert [row[0] for row in aerich_rows(path)] == [next((ROOT / "migrations" / "models").glob("0_*.py")).name]
+    # Aerich applied each of the project's files in its own transaction, then failed the broken file as a whole.
+    assert [row[0] for row in aerich_rows(path)] == list(VERSIONS)
     columns = [row[1] for row in file_query(path, "PRAGMA table_info(users)")]
     assert "mood" not in columns
 

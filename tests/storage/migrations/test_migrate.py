@@ -16,9 +16,8 @@ from daycare.storage.migrations.legacy import LEGACY_STEPS
 from daycare.storage.migrations.loader import MigrationFile, migrations_load
 from daycare.storage.migrations.migrate import database_migrate, database_status
 from tests.conftest import legacy_dump
-from tests.sqlite_files import file_master, file_query, file_rows, file_sha256, legacy_schema_sql
-
-BASELINE = migrations_load()[0].version
+from tests.sqlite_files import file_master, file_query, file_rows, file_sha256
+from tests.storage.migrations.migrated import LATER_OBJECTS, VERSIONS, migrated_schema_sql
 
 
 async def migrate_file(path: Path, **options: object) -> list[str]:
@@ -38,8 +37,9 @@ def assert_rows_equal_dump(path: Path, dump_name: str) -> None:
 
 async def test_fresh_file_is_the_legacy_schema_with_33_steps_and_an_owner(tmp_path: Path) -> None:
     path = tmp_path / "new" / "daycare.db"
-    assert await migrate_file(path) == [BASELINE]
-    assert file_master(path) == legacy_schema_sql()
+    assert await migrate_file(path) == list(VERSIONS)
+    # schema.sql, plus exactly what the migrations after the baseline add.
+    assert file_master(path) == migrated_schema_sql()
     assert sorted(name for (name,) in file_query(path, "SELECT name FROM _migrations")) == sorted(LEGACY_STEPS)
     owners = file_query(path, "SELECT id, is_owner, nametag, parent_user_id, name FROM users")
     assert len(owners) == 1
@@ -48,7 +48,7 @@ async def test_fresh_file_is_the_legacy_schema_with_33_steps_and_an_owner(tmp_pa
     assert nametag and nametag[-3:].isdigit() and nametag[:-3].isalpha()
     (agents_sql,) = file_query(path, "SELECT sql FROM sqlite_master WHERE name = 'agents'")[0]
     assert agents_sql.endswith(f"user_id TEXT NOT NULL DEFAULT '{owner_id}')")
-    assert file_query(path, "SELECT version, app FROM aerich") == [(BASELINE, "models")]
+    assert file_query(path, "SELECT version, app FROM aerich ORDER BY id") == [(v, "models") for v in VERSIONS]
     assert file_query(path, "PRAGMA journal_mode") == [("wal",)]
 
 
@@ -65,10 +65,10 @@ async def test_complete_legacy_file_is_adopted_without_touching_a_row(
 ) -> None:
     path = legacy_copy(name)
     master_before = file_master(path, masked=False)
-    assert await migrate_file(path) == [BASELINE]
+    assert await migrate_file(path) == list(VERSIONS)
     assert_rows_equal_dump(path, name.replace(".db", ".json"))
-    assert file_master(path, masked=False) == master_before
-    assert file_query(path, "SELECT version FROM aerich") == [(BASELINE,)]
+    assert file_master(path, masked=False) == {**master_before, **LATER_OBJECTS}
+    assert file_query(path, "SELECT version FROM aerich ORDER BY id") == [(v,) for v in VERSIONS]
     sha_after_first = file_sha256(path)
     assert await migrate_file(path) == []
     assert file_sha256(path) == sha_after_first
@@ -151,9 +151,9 @@ async def test_a_partial_legacy_file_gets_its_missing_steps(legacy_copy: Callabl
     """Issue 5: the missing legacy steps run before adoption (tests/storage/legacy/ covers them in depth)."""
     path = legacy_copy("at_20260301_add_token_stats.db")
     applied = await migrate_file(path)
-    assert applied[:4] == ["20260302_cleanup_rlm_snapshot_payloads", "20260303_drop_trigger_code",
-                           "20260304_scope_task_ids_per_user", "20260224_add_system_prompts"]  # fmt: skip
-    assert file_master(path) == legacy_schema_sql()
+    assert applied == ["20260302_cleanup_rlm_snapshot_payloads", "20260303_drop_trigger_code",
+                       "20260304_scope_task_ids_per_user", "20260224_add_system_prompts", *VERSIONS]  # fmt: skip
+    assert file_master(path) == migrated_schema_sql()
 
 
 async def test_refuses_a_partial_legacy_file_holding_another_applications_table(
@@ -207,13 +207,13 @@ async def test_tolerates_an_extra_legacy_step_and_the_table_it_left(legacy_copy:
     connection.execute("CREATE INDEX idx_permission_requests_agent ON permission_requests(agent_id)")
     connection.commit()
     connection.close()
-    assert await migrate_file(path, backup=False) == [BASELINE]
+    assert await migrate_file(path, backup=False) == list(VERSIONS)
     assert file_query(path, "SELECT count(*) FROM permission_requests") == [(0,)]
 
 
 def failing_migration(tmp_path: Path, sql: str) -> MigrationFile:
-    """A second migration file whose SQL fails part-way."""
-    path = tmp_path / "1_20270101000000_broken.py"
+    """A migration file after the project's own, whose SQL fails part-way."""
+    path = tmp_path / f"{len(VERSIONS)}_20270101000000_broken.py"
     module = ModuleType("broken")
     module.RUN_IN_TRANSACTION = True  # type: ignore[attr-defined]
     module.MODELS_STATE = migrations_load()[0].module.MODELS_STATE  # type: ignore[attr-defined]
@@ -237,7 +237,7 @@ async def test_a_migration_failing_halfway_changes_nothing(tmp_path: Path, legac
     try:
         with pytest.raises(OperationalError, match="no_such_table"):
             await database_migrate(db, backup=False, migrations=[*migrations_load(), broken])
-        assert (await database_status(db)).applied == (BASELINE,)
+        assert (await database_status(db)).applied == VERSIONS
     finally:
         await database_close(db)
     assert file_master(path, masked=False) == master
@@ -250,6 +250,7 @@ async def test_a_failing_baseline_on_a_fresh_file_leaves_it_empty(tmp_path: Path
     module = ModuleType("baseline_broken")
     module.RUN_IN_TRANSACTION = True  # type: ignore[attr-defined]
     module.MODELS_STATE = baseline.module.MODELS_STATE  # type: ignore[attr-defined]
+    module.SCHEMA_SQL = baseline.module.SCHEMA_SQL  # type: ignore[attr-defined]
 
     async def upgrade(db: object) -> str:
         return str(await baseline.module.upgrade(db)) + "\nSELECT no_such_function();"
@@ -270,12 +271,12 @@ async def test_status_reports_each_kind(tmp_path: Path, legacy_copy: Callable[[s
     legacy = await database_open(legacy_copy("empty.db"))
     try:
         fresh_status = await database_status(fresh)
-        assert fresh_status.state.kind.value == "fresh" and fresh_status.pending == (BASELINE,)
+        assert fresh_status.state.kind.value == "fresh" and fresh_status.pending == VERSIONS
         legacy_status = await database_status(legacy)
         assert legacy_status.state.kind.value == "legacy" and legacy_status.state.legacy_missing == []
         await database_migrate(legacy, backup=False)
         adopted = await database_status(legacy)
-        assert adopted.state.kind.value == "aerich" and adopted.applied == (BASELINE,) and adopted.pending == ()
+        assert adopted.state.kind.value == "aerich" and adopted.applied == VERSIONS and adopted.pending == ()
     finally:
         await database_close(fresh)
         await database_close(legacy)

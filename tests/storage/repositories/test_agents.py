@@ -3,6 +3,7 @@ strict JSON reads, frozen caches and the upsert that must not cascade."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 from typing import Any
@@ -195,3 +196,45 @@ async def test_upsert_keeps_sessions_and_history(storage: Storage) -> None:
     assert await storage.history.find_by_session_id(created.session_id) == [HistoryRecord("note", 5, {"text": "kept"})]
     _, rows = await storage.db.connection().execute_query("SELECT lifecycle, created_at FROM agents")
     assert [tuple(row) for row in rows] == [("sleeping", 7)]
+
+
+@pytest.mark.parametrize("reader", ["row_load", "_read"])
+async def test_a_slow_load_never_caches_the_row_a_write_replaced(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    """The driver suspends after a read (as asyncpg does); a write commits meanwhile; the old row must not win."""
+    await storage.agents.create(agent_record("a", await owner_id(storage), updated_at=1))
+    repo = AgentsRepository(storage.db)
+    read_done, release = asyncio.Event(), asyncio.Event()
+    original = getattr(repo, reader)
+
+    async def slow(*args: Any) -> Any:
+        result = await original(*args)
+        read_done.set()
+        await release.wait()
+        return result
+
+    monkeypatch.setattr(repo, reader, slow)
+    load = asyncio.create_task(repo.find_by_id("a") if reader == "row_load" else repo.find_all())
+    await read_done.wait()
+    monkeypatch.setattr(repo, reader, original)
+    await repo.update("a", updated_at=2)
+    release.set()
+    await load
+    fresh = await AgentsRepository(storage.db).find_by_id("a")
+    assert fresh is not None and fresh.updated_at == 2
+    assert await repo.find_by_id("a") == fresh
+
+
+async def test_loads_racing_writes_never_cache_an_older_agent(storage: Storage) -> None:
+    owner = await owner_id(storage)
+    await storage.agents.create(agent_record("a", owner, updated_at=0))
+    for round in range(30):
+        repo = AgentsRepository(storage.db)  # a cold cache: loads must read the file
+        loads = [repo.find_all() if n % 2 else repo.find_by_id("a") for n in range(4)]
+        writes = [repo.update("a", updated_at=round * 10 + n) for n in range(1, 4)]
+        await asyncio.gather(*(loads[:2] + writes[:1] + loads[2:] + writes[1:]))
+        stored = await AgentsRepository(storage.db).find_by_id("a")
+        assert stored is not None and stored.updated_at == round * 10 + 3
+        assert repo.cached("a") in (None, stored)
+        assert await repo.find_by_id("a") == stored

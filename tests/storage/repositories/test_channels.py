@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from tortoise.exceptions import IntegrityError
 
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.channel_messages import ChannelMessageRecord
-from daycare.storage.repositories.channels import ChannelMemberRecord, ChannelRecord
+from daycare.storage.repositories.channels import ChannelMemberRecord, ChannelRecord, ChannelsRepository
 from daycare.storage.repositories.context import Context
 from tests.sqlite_files import file_dicts as file_query
 from tests.storage.seeds import file_rows
@@ -123,6 +125,42 @@ async def test_caches_by_id_and_name(storage: Storage, db: Database) -> None:
     assert await fresh.find_all() == []
     await db.connection().execute_query("INSERT INTO channels VALUES ('c9', 'u', 'late', 'l', 1, 1)")
     assert await fresh.find_by_name("late") is None  # every row is loaded: a miss is authoritative
-    # As in the legacy code, the first full load adds to the cache without clearing it.
-    assert [item.id for item in await fresh.find_all()] == ["c1"]
+    # The full load replaced the cache: the row deleted behind its back is gone from it too.
+    assert await fresh.find_all() == []
+    assert await fresh.find_by_id("c1") is None
     assert await fresh.find_by_id("c2") is None
+
+
+async def test_update_refuses_an_unknown_field(storage: Storage, db: Database) -> None:
+    await storage.channels.create(channel("c1", "u", "dev", "l", 1))
+    with pytest.raises(TypeError, match=r"^Channel has no field 'leeder'$"):
+        await storage.channels.update("c1", leeder="x")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"Channel id cannot be changed"):
+        await storage.channels.update("c1", id="c2")  # type: ignore[call-arg]
+    assert file_rows(db, "channels", "id") == [
+        {"id": "c1", "user_id": "u", "name": "dev", "leader": "l", "created_at": 1, "updated_at": 1}
+    ]
+    assert await storage.channels.find_by_id("c1") == channel("c1", "u", "dev", "l", 1)
+
+
+async def test_loads_racing_writes_leave_the_cache_equal_to_the_file(db: Database) -> None:
+    """A cold load and a write of the same channel, run together in both orders: the cache ends as the file."""
+    await ChannelsRepository(db).create(channel("c1", "u", "dev", "l", 0))
+    for round in range(20):
+        repo = ChannelsRepository(db)  # a cold cache: loads must read the file
+        load = (
+            repo.find_all() if round % 3 == 0 else repo.find_by_id("c1") if round % 3 == 1 else repo.find_by_name("dev")
+        )
+        write = (
+            repo.update("c1", updated_at=round + 1)
+            if round % 4
+            else repo.create(channel("c1", "u", "dev", f"leader-{round}", round + 1))
+        )
+        await asyncio.gather(*((load, write) if round % 2 else (write, load)))
+        stored = {record.id: record for record in await ChannelsRepository(db).find_all()}
+        assert stored["c1"].updated_at == round + 1
+        for key, record in repo._cache.records.items():
+            assert stored.get(key) == record, (round, key)
+        if repo._cache.all_loaded:
+            assert repo._cache.records == stored
+        assert await repo.find_by_name("dev") == stored["c1"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from tortoise.exceptions import IntegrityError
 
@@ -123,3 +125,55 @@ async def test_upsert_request_defaults_to_now_and_cascades_with_users(storage: S
     assert record.requested_a_at is not None and record.requested_a_at > 1_700_000_000_000
     await db.connection().execute_query("DELETE FROM users WHERE id = 'bob'")
     assert await storage.connections.find("alice", "bob") is None
+
+
+async def test_sub_user_queries_list_each_pair_once(storage: Storage, db: Database) -> None:
+    await users(db, "alice", "bob")
+    await users(db, "alice-sub-1", "alice-sub-2", parent="alice")
+    await users(db, "bob-sub-1", parent="bob")
+    # Both sides are sub-users of alice: the pair matches on either side, and is listed once.
+    await storage.connections.upsert_request("alice-sub-2", "alice-sub-1", 100)
+    await storage.connections.upsert_request("bob", "alice-sub-2", 200)
+    await storage.connections.upsert_request("bob-sub-1", "alice-sub-1", 300)
+    await storage.connections.upsert_request("alice", "bob", 400)
+    assert pairs(await storage.connections.find_connections_for_subusers_of("alice")) == [
+        "alice-sub-1:alice-sub-2",
+        "alice-sub-1:bob-sub-1",
+        "alice-sub-2:bob",
+    ]
+    assert pairs(await storage.connections.find_connections_for_subusers_of("bob")) == ["alice-sub-1:bob-sub-1"]
+    # The friend may sit on either side of the sorted pair.
+    assert pairs(await storage.connections.find_connections_with_subusers_of("bob", "alice")) == ["alice-sub-2:bob"]
+    assert pairs(await storage.connections.find_connections_with_subusers_of("alice-sub-1", "alice")) == [
+        "alice-sub-1:alice-sub-2"
+    ]
+    assert pairs(await storage.connections.find_connections_with_subusers_of("alice-sub-1", "bob")) == [
+        "alice-sub-1:bob-sub-1"
+    ]
+    assert await storage.connections.find_connections_with_subusers_of("bob", "nobody") == []
+
+
+async def test_requests_from_both_sides_at_once_both_count(storage: Storage, db: Database) -> None:
+    """Each request is one statement: two racing on a new pair both land, whichever inserts the row."""
+    await users(db, "alice", "bob")
+    for index in range(10):
+        first, second = ("alice", "bob") if index % 2 else ("bob", "alice")
+        await asyncio.gather(
+            storage.connections.upsert_request(first, second, 10 * index + 1),
+            storage.connections.upsert_request(second, first, 10 * index + 2),
+        )
+        stored = await storage.connections.find("alice", "bob")
+        expected_a, expected_b = (
+            (10 * index + 1, 10 * index + 2) if first == "alice" else (10 * index + 2, 10 * index + 1)
+        )
+        assert stored == ConnectionRecord("alice", "bob", True, True, expected_a, expected_b)
+        await asyncio.gather(
+            storage.connections.clear_side("alice", "bob"), storage.connections.clear_side("bob", "alice")
+        )
+        assert await storage.connections.find("alice", "bob") == ConnectionRecord(
+            "alice", "bob", False, False, expected_a, expected_b
+        )
+        if index % 3 == 2:  # a new pair next index
+            assert await storage.connections.delete("alice", "bob") is True
+    [row] = file_rows(db, "connections", "user_a_id")
+    assert (row["requested_a"], row["requested_b"]) == (0, 0)

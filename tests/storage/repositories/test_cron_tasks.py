@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+
 import pytest
 from tortoise.exceptions import IntegrityError
 
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
-from daycare.storage.repositories.cron_tasks import CronTaskRecord
+from daycare.storage.repositories.cron_tasks import CronTaskRecord, CronTasksRepository
 from daycare.storage.repositories.tasks import TaskRecord
+from tests.storage.cache_checks import assert_cache_matches
 from tests.storage.seeds import file_rows
 
 
@@ -161,3 +165,38 @@ async def test_rows_are_stored_as_the_legacy_code_stored_them(storage: Storage, 
     }
     await storage.cron_tasks.update("daily-report", enabled=False)
     assert file_rows(db, "tasks_cron", "id")[0]["enabled"] == 0
+
+
+async def test_update_refuses_an_unknown_field(storage: Storage) -> None:
+    await task_create(storage, "t")
+    await storage.cron_tasks.create(trigger(task_id="t"))
+    with pytest.raises(TypeError, match=r"^Cron task has no field 'colour'$"):
+        await storage.cron_tasks.update("daily-report", colour="red")  # type: ignore[call-arg]
+
+
+async def test_loads_racing_writes_leave_the_cache_equal_to_the_file(storage: Storage, db: Database) -> None:
+    """A load on a cold cache and a write to the same trigger run together, in both orders."""
+    await task_create(storage, "t")
+    await storage.cron_tasks.create(trigger("raced", "t"))
+    await storage.cron_tasks.create(trigger("calm", "t", updated_at=5))
+    repo = CronTasksRepository(db)
+    for round in range(30):
+        repo = CronTasksRepository(db)  # a fresh instance: its loads miss the cache
+        loads: list[Awaitable[object]] = [
+            repo.find_all(include_disabled=True),
+            repo.find_by_id("raced"),
+            repo.find_all(),
+        ]
+        write: Awaitable[object]
+        if round % 3:
+            write = repo.update("raced", enabled=round % 3 == 1, last_run_at=round, updated_at=round)
+        else:
+            write = repo.create(trigger("raced", "t", name=f"run {round}", updated_at=round))
+        loads.insert(round % 4, write)  # the write goes first, second, third or last
+        await asyncio.gather(*loads)
+        rows = {record.id: record for record in await CronTasksRepository(db).find_all(include_disabled=True)}
+        assert_cache_matches(repo, rows)
+        assert await repo.find_by_id("raced") == rows["raced"]
+    await asyncio.gather(repo.delete("raced"), repo.find_all(include_disabled=True))
+    assert_cache_matches(repo, {"calm": await CronTasksRepository(db).find_by_id("calm")})
+    assert await repo.find_by_id("raced") is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from daycare.storage.db.database import Database
@@ -9,9 +11,11 @@ from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.expose_endpoints import (
     ExposeEndpointRecord,
+    ExposeEndpointsRepository,
     expose_domain_normalize,
     expose_target_parse,
 )
+from tests.storage.cache_checks import assert_cache_matches
 from tests.storage.seeds import file_rows
 
 
@@ -148,3 +152,36 @@ async def test_rows_are_stored_as_the_legacy_code_stored_them(storage: Storage, 
     assert file_rows(db, "expose_endpoints", "id")[0]["auth"] is None
     with pytest.raises(LookupError, match=r"^Expose endpoint not found: nope$"):
         await storage.expose_endpoints.update("nope", auth=None)
+
+
+async def test_update_refuses_an_unknown_field(storage: Storage) -> None:
+    await storage.expose_endpoints.create(endpoint("ep", "u", "a.example.com"))
+    with pytest.raises(TypeError, match=r"^Expose endpoint has no field 'colour'$"):
+        await storage.expose_endpoints.update("ep", colour="red")  # type: ignore[call-arg]
+    assert await storage.expose_endpoints.find_by_id("ep") == endpoint("ep", "u", "a.example.com")
+
+
+async def write(repo: ExposeEndpointsRepository, index: int) -> None:
+    """An update, an overwrite or a delete of "ep", by turn."""
+    if index % 3 == 0:
+        await repo.update("ep", provider=f"provider-{index}", updated_at=index)
+    elif index % 3 == 1:
+        await repo.create(endpoint("ep", "u", f"x{index}.example.com", index))
+    else:
+        await repo.delete("ep")
+
+
+@pytest.mark.parametrize("load", ["find_all", "find_by_id"])
+async def test_a_load_racing_a_write_leaves_the_cache_equal_to_the_file(db: Database, load: str) -> None:
+    await ExposeEndpointsRepository(db).create(endpoint("other", "u", "b.example.com", 0))
+    await ExposeEndpointsRepository(db).create(endpoint("ep", "u", "a.example.com"))
+    for index in range(24):
+        repo = ExposeEndpointsRepository(db)  # a fresh cache: the load misses and reads the file
+        reading = repo.find_all() if load == "find_all" else repo.find_by_id("ep")
+        if index % 2:
+            await asyncio.gather(reading, write(repo, index))
+        else:
+            await asyncio.gather(write(repo, index), reading)
+        assert_cache_matches(repo, {record.id: record for record in await ExposeEndpointsRepository(db).find_all()})
+        if index % 3 == 2:
+            await ExposeEndpointsRepository(db).create(endpoint("ep", "u", "a.example.com"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Awaitable
 
 import pytest
 from tortoise.exceptions import IntegrityError
@@ -10,8 +12,9 @@ from tortoise.exceptions import IntegrityError
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
-from daycare.storage.repositories.heartbeat_tasks import HeartbeatTaskRecord
+from daycare.storage.repositories.heartbeat_tasks import HeartbeatTaskRecord, HeartbeatTasksRepository
 from daycare.storage.repositories.tasks import TaskRecord
+from tests.storage.cache_checks import assert_cache_matches
 from tests.storage.seeds import file_rows
 
 
@@ -122,7 +125,7 @@ async def test_update_rules_and_errors(storage: Storage, db: Database) -> None:
 
 
 async def test_update_accepts_a_whole_record_but_not_another_id(storage: Storage, db: Database) -> None:
-    """The heartbeat scheduler passes whole records to update(); their own id is ignored."""
+    """A whole record can be passed to update() (its own id is ignored); another id cannot."""
     await task_create(storage, "t")
     await storage.heartbeat_tasks.create(entry("hb", "t"))
     current = await storage.heartbeat_tasks.find_by_id("hb")
@@ -131,7 +134,7 @@ async def test_update_accepts_a_whole_record_but_not_another_id(storage: Storage
     await storage.heartbeat_tasks.update("hb", **dataclasses.asdict(changed))
     assert await Storage.from_database(db).heartbeat_tasks.find_by_id("hb") == changed
     with pytest.raises(TypeError, match=r"id cannot be changed"):
-        await storage.heartbeat_tasks.update("hb", id="other", title="x")
+        await storage.heartbeat_tasks.update("hb", id="other", title="x")  # type: ignore[call-arg]
     assert file_rows(db, "tasks_heartbeat", "id")[0]["title"] == "Renamed"
 
 
@@ -162,3 +165,51 @@ async def test_record_run_for_stamps_only_the_given_entries(storage: Storage, db
     ]
     with pytest.raises(TypeError, match="not one string"):
         await storage.heartbeat_tasks.record_run_for("alpha", 60)
+
+
+async def test_update_refuses_an_unknown_field(storage: Storage) -> None:
+    await task_create(storage, "t")
+    await storage.heartbeat_tasks.create(entry("hb", "t"))
+    with pytest.raises(TypeError, match=r"^Heartbeat task has no field 'colour'$"):
+        await storage.heartbeat_tasks.update("hb", colour="red")  # type: ignore[call-arg]
+
+
+async def test_loads_racing_writes_leave_the_cache_equal_to_the_file(storage: Storage, db: Database) -> None:
+    """A load on a cold cache and a write (update, create, or a run stamp of many rows) run together."""
+    await task_create(storage, "t")
+    for id in ("a", "b", "c"):
+        await storage.heartbeat_tasks.create(entry(id, "t"))
+    for round in range(30):
+        repo = HeartbeatTasksRepository(db)  # a fresh instance: its loads miss the cache
+        loads: list[Awaitable[object]] = [repo.find_all(), repo.find_by_id("a"), repo.find_by_id("c")]
+        kind = round % 4
+        write: Awaitable[object]
+        if kind == 0:
+            write = repo.update("a", title=f"run {round}", updated_at=round)
+        elif kind == 1:
+            write = repo.record_run(round)
+        elif kind == 2:
+            write = repo.record_run_for(["a", "c"], round)
+        else:
+            write = repo.create(entry("a", "t", title=f"created {round}", at=round))
+        loads.insert(round % 3, write)  # the write goes first, second or third
+        await asyncio.gather(*loads)
+        rows = {record.id: record for record in await HeartbeatTasksRepository(db).find_all()}
+        assert_cache_matches(repo, rows)
+        assert await repo.find_by_id("a") == rows["a"]
+
+
+async def test_a_run_stamp_and_an_update_of_the_same_entry_lose_neither(storage: Storage, db: Database) -> None:
+    """The stamp holds the entries' write locks, so an update's read-modify-write cannot undo it."""
+    await task_create(storage, "t")
+    for id in ("a", "b"):
+        await storage.heartbeat_tasks.create(entry(id, "t"))
+    repo = storage.heartbeat_tasks
+    for round in range(1, 21):
+        assert await repo.find_by_id("a") is not None  # cached, so the update starts from the cache
+        update = repo.update("a", title=f"run {round}")
+        stamp = repo.record_run_for(["b", "a"], round) if round % 4 < 2 else repo.record_run(round)
+        await asyncio.gather(*((update, stamp) if round % 2 else (stamp, update)))
+        stored = await HeartbeatTasksRepository(db).find_by_id("a")
+        assert stored is not None and (stored.title, stored.last_run_at) == (f"run {round}", round)
+        assert await repo.find_by_id("a") == stored

@@ -162,7 +162,7 @@ async def test_every_legacy_row_reads_back_through_the_repositories(legacy_stora
     events = by(lambda row: (row["created_at"], rowids.index(row["id"])), "signals_events")
     assert await storage.signal_events.find_all() == [event_record(row) for row in events]
     subscriptions = by(lambda row: (row["user_id"], row["agent_id"], row["pattern"]), "signals_subscriptions")
-    assert await storage.signal_subscriptions.find_many() == [subscription_record(row) for row in subscriptions]
+    assert await storage.signal_subscriptions.find_all() == [subscription_record(row) for row in subscriptions]
     delayed = by(lambda row: (row["deliver_at"], row["id"]), "signals_delayed")
     assert await storage.delayed_signals.find_all() == [delayed_record(row) for row in delayed]
 
@@ -194,7 +194,7 @@ async def test_every_legacy_row_reads_back_through_the_repositories(legacy_stora
     processes = by(lambda row: (row["created_at"], row["id"]), "processes")
     assert await storage.processes.find_all() == [process_record(row, read=True) for row in processes]
     prompts = by(lambda row: row["created_at"], "system_prompts")
-    assert await storage.system_prompts.find_many() == [prompt_record(row) for row in prompts]
+    assert await storage.system_prompts.find_all() == [prompt_record(row) for row in prompts]
     stats = by(lambda row: (row["hour_start"], row["user_id"], row["agent_id"], row["model"]), "token_stats_hourly")
     assert await storage.token_stats.find_all() == [token_record(row) for row in stats]
 

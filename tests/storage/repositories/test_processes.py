@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
-from daycare.storage.repositories.processes import ProcessRecord
+from daycare.storage.repositories.processes import ProcessesRepository, ProcessRecord
+from tests.storage.cache_checks import assert_cache_matches
 from tests.storage.seeds import file_rows
 
 
@@ -167,7 +170,7 @@ async def test_delete_by_owner_removes_all_of_one_owner_at_once(storage: Storage
     with pytest.raises(ValueError, match=r"owner type and id are required"):
         await storage.processes.delete_by_owner("plugin", " ")
     # An update in flight holds its key: the delete waits for it instead of deleting under it.
-    async with storage.processes._cache.key_locks.hold("a-3"):
+    async with storage.processes._cache.locks.hold("a-3"):
         deleting = asyncio.create_task(storage.processes.delete_by_owner("plugin", "plugin-a"))
         await asyncio.sleep(0.01)
         assert not deleting.done()
@@ -176,3 +179,63 @@ async def test_delete_by_owner_removes_all_of_one_owner_at_once(storage: Storage
     assert [row["id"] for row in file_rows(db, "processes", "id")] == ["b", "none"]
     assert await storage.processes.find_by_id("a-0") is None
     assert await storage.processes.delete_by_owner("plugin", "plugin-a") == 0
+
+
+async def test_delete_by_owner_spares_a_process_whose_owner_changed_while_it_waited(
+    storage: Storage, db: Database
+) -> None:
+    for index in range(5):
+        await storage.processes.create(process(f"a-{index}", "u", PLUGIN_A, created_at=index))
+    # The delete finds a-0..a-4, then waits for a-0's lock (its first, in sorted order) ...
+    async with storage.processes._cache.locks.hold("a-0"):
+        deleting = asyncio.create_task(storage.processes.delete_by_owner("plugin", "plugin-a"))
+        await asyncio.sleep(0.01)
+        assert not deleting.done()
+        # ... while an update gives a-3 another owner.
+        await storage.processes.update("a-3", owner={"type": "plugin", "id": "plugin-b"}, updated_at=9)
+    assert await deleting == 4
+    assert [row["id"] for row in file_rows(db, "processes", "id")] == ["a-3"]
+    moved = await storage.processes.find_by_id("a-3")
+    assert moved is not None and moved.owner == {"type": "plugin", "id": "plugin-b"}
+    assert moved == await Storage.from_database(db).processes.find_by_id("a-3")
+
+
+async def test_update_refuses_an_unknown_field(storage: Storage) -> None:
+    await storage.processes.create(process("p", "u", None))
+    with pytest.raises(TypeError, match=r"^Process has no field 'colour'$"):
+        await storage.processes.update("p", colour="red")  # type: ignore[call-arg]
+    assert await storage.processes.find_by_id("p") == await Storage.from_database(storage.db).processes.find_by_id("p")
+
+
+async def write(repo: ProcessesRepository, index: int) -> None:
+    """An update, an overwrite, a delete or a delete by owner of "p", by turn."""
+    if index % 4 == 0:
+        await repo.update("p", status="exited", pid=None, restart_count=index, updated_at=index)
+    elif index % 4 == 1:
+        await repo.create(process("p", "u", PLUGIN_A, pid=index, updated_at=index))
+    elif index % 4 == 2:
+        await repo.delete("p")
+    else:
+        await repo.delete_by_owner("plugin", "plugin-a")
+
+
+@pytest.mark.parametrize("load", ["find_all", "find_all_of_user", "find_by_id"])
+async def test_a_load_racing_a_write_leaves_the_cache_equal_to_the_file(db: Database, load: str) -> None:
+    await ProcessesRepository(db).create(process("other", "u", None, created_at=0))
+    await ProcessesRepository(db).create(process("p", "u", PLUGIN_A))
+    for index in range(24):
+        repo = ProcessesRepository(db)  # a fresh cache: the load misses and reads the file
+        reading: Coroutine[Any, Any, object]
+        if load == "find_all":
+            reading = repo.find_all()
+        elif load == "find_all_of_user":
+            reading = repo.find_all(user_id="u")
+        else:
+            reading = repo.find_by_id("p")
+        if index % 2:
+            await asyncio.gather(reading, write(repo, index))
+        else:
+            await asyncio.gather(write(repo, index), reading)
+        assert_cache_matches(repo, {record.id: record for record in await ProcessesRepository(db).find_all()})
+        if index % 4 >= 2:
+            await ProcessesRepository(db).create(process("p", "u", PLUGIN_A))

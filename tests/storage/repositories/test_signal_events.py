@@ -1,6 +1,8 @@
-"""SignalEventsRepository: the legacy signalEventsRepository.spec tests, run on the real schema."""
+"""SignalEventsRepository: the legacy signalEventsRepository.spec tests on the real schema, and bounded memory."""
 
 from __future__ import annotations
+
+import gc
 
 import pytest
 
@@ -91,9 +93,10 @@ async def test_ties_on_created_at_keep_insertion_order(storage: Storage) -> None
     assert [item.id for item in await storage.signal_events.find_all(user_id="user-a")] == expected
     assert [item.id for item in await storage.signal_events.find_recent(Context("user-a"), 3)] == expected[1:]
     assert [item.id for item in await storage.signal_events.find_recent_all(3)] == expected[1:]
-    # The cached path (after an unfiltered load) sorts stably and keeps the same order.
+    # Paged and repeated reads keep the same order.
     assert [item.id for item in await storage.signal_events.find_all()] == expected
-    assert [item.id for item in await storage.signal_events.find_all()] == expected
+    assert [item.id for item in await storage.signal_events.find_all(limit=2, offset=1)] == expected[1:3]
+    assert [item.id for item in await storage.signal_events.find_all(offset=2)] == expected[2:]
     assert [item.id for item in await storage.signal_events.find_recent_all(2)] == expected[2:]
 
 
@@ -111,21 +114,52 @@ async def test_limit_and_offset(storage: Storage) -> None:
         await repo.find_recent(Context("user-a"), float("nan"))
 
 
-async def test_unfiltered_load_makes_misses_authoritative(storage: Storage, db: Database) -> None:
+async def test_every_read_asks_the_database(storage: Storage, db: Database) -> None:
+    """Nothing is cached: rows written behind the repository's back are seen by every read."""
     await storage.signal_events.create(event("one"))
     repo = Storage.from_database(db).signal_events
     assert await repo.find_by_id("missing") is None
-    await repo.find_all(type="build:test")  # filtered: does not mark the cache complete
-    await db.connection().execute_query(
-        "INSERT INTO signals_events (id, user_id, type, source, created_at) VALUES ('raw', 'u', 't', '{}', 2)"
-    )
-    assert await repo.find_by_id("raw") is not None
-    await repo.find_all()
+    assert [item.id for item in await repo.find_all()] == ["one"]
     await db.connection().execute_query(
         "INSERT INTO signals_events (id, user_id, type, source, created_at) VALUES ('late', 'u', 't', '{}', 3)"
     )
-    assert await repo.find_by_id("late") is None
-    assert [item.id for item in await repo.find_all()] == ["one", "raw"]
+    late = await repo.find_by_id("late")
+    assert late is not None and late.source == {}
+    assert [item.id for item in await repo.find_all()] == ["one", "late"]
+    assert [item.id for item in await repo.find_recent_all(1)] == ["late"]
+    await db.connection().execute_query("DELETE FROM signals_events WHERE id = 'one'")
+    assert await repo.find_by_id("one") is None
+    assert [item.id for item in await repo.find_all()] == ["late"]
+
+
+def _records_alive() -> int:
+    gc.collect()
+    return sum(1 for item in gc.get_objects() if isinstance(item, SignalEventRecord))
+
+
+async def test_memory_stays_bounded_however_many_events_are_written(storage: Storage) -> None:
+    """The repository keeps no event: after 5,000 creates and full reads it holds none of them."""
+    repo = storage.signal_events
+    before = _records_alive()
+    for index in range(5_000):
+        await repo.create(event(f"ev-{index}", user_id=f"user-{index % 7}", created_at=index))
+    assert len(await repo.find_all()) == 5_000
+    assert len(await repo.find_all(offset=4_990)) == 10
+    assert await repo.find_by_id("ev-42") is not None
+    assert len(await repo.find_recent_all(1000)) == 1000
+    assert _records_alive() - before == 0
+    assert not any(isinstance(value, dict | list) and value for value in vars(repo).values())
+
+
+async def test_offset_without_limit_skips_and_returns_the_rest(storage: Storage) -> None:
+    for index in range(1, 6):
+        await storage.signal_events.create(event(f"ev-{index}", user_id="u" if index % 2 else "v", created_at=index))
+    repo = storage.signal_events
+    assert [item.id for item in await repo.find_all(user_id="u", offset=1)] == ["ev-3", "ev-5"]
+    assert [item.id for item in await repo.find_all(offset=float("inf"))] == [f"ev-{i}" for i in range(1, 6)]
+    assert [item.id for item in await repo.find_all(offset=4.7, limit=float("nan"))] == ["ev-5"]
+    assert await repo.find_all(offset=10) == []
+    assert [item.id for item in await repo.find_many(Context("v"), type="build:test", offset=1)] == ["ev-4"]
 
 
 async def test_create_overwrites_by_id(storage: Storage, db: Database) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Awaitable
 
 import pytest
 
 from daycare.storage.clock import now_ms
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
-from daycare.storage.repositories.system_prompts import SystemPromptRecord
+from daycare.storage.repositories.system_prompts import SystemPromptRecord, SystemPromptsRepository
+from tests.storage.cache_checks import assert_cache_matches
 from tests.storage.seeds import file_rows
 
 _ids = itertools.count()
@@ -54,7 +57,7 @@ async def test_lists_all_prompts(storage: Storage) -> None:
     """Legacy: "lists all prompts"."""
     await storage.system_prompts.create(prompt(id="p1", created_at=1000))
     await storage.system_prompts.create(prompt(id="p2", created_at=2000))
-    assert [item.id for item in await storage.system_prompts.find_many()] == ["p1", "p2"]
+    assert [item.id for item in await storage.system_prompts.find_all()] == ["p1", "p2"]
 
 
 async def test_finds_prompts_by_scope(storage: Storage) -> None:
@@ -78,7 +81,7 @@ async def test_finds_enabled_prompts_for_a_user(storage: Storage) -> None:
 async def test_updates_a_prompt(storage: Storage) -> None:
     """Legacy: "updates a prompt"."""
     await storage.system_prompts.create(prompt(id="p1", prompt="original"))
-    await storage.system_prompts.update_by_id("p1", prompt="updated", updated_at=now_ms())
+    await storage.system_prompts.update("p1", prompt="updated", updated_at=now_ms())
     found = await storage.system_prompts.find_by_id("p1")
     assert found is not None and found.prompt == "updated"
 
@@ -86,13 +89,13 @@ async def test_updates_a_prompt(storage: Storage) -> None:
 async def test_deletes_a_prompt(storage: Storage) -> None:
     """Legacy: "deletes a prompt"."""
     await storage.system_prompts.create(prompt(id="p1"))
-    assert await storage.system_prompts.delete_by_id("p1") is True
+    assert await storage.system_prompts.delete("p1") is True
     assert await storage.system_prompts.find_by_id("p1") is None
 
 
 async def test_returns_false_when_deleting_non_existent_prompt(storage: Storage) -> None:
     """Legacy: "returns false when deleting non-existent prompt"."""
-    assert await storage.system_prompts.delete_by_id("nonexistent") is False
+    assert await storage.system_prompts.delete("nonexistent") is False
 
 
 async def test_stores_and_retrieves_condition_field(storage: Storage) -> None:
@@ -121,15 +124,15 @@ async def test_scope_and_enabled_queries_without_a_user(storage: Storage) -> Non
     assert [item.id for item in await storage.system_prompts.find_enabled("a")] == ["u1", "g"]
 
 
-async def test_cached_find_many_is_ordered_like_the_query(storage: Storage, db: Database) -> None:
-    """The legacy cached path returned insertion order; this one sorts by created_at like the query."""
+async def test_cached_find_all_is_ordered_like_the_query(storage: Storage, db: Database) -> None:
+    """The legacy cached path returned insertion order; find_all sorts by created_at like the query."""
     await storage.system_prompts.create(prompt(id="late", created_at=20))
     await storage.system_prompts.create(prompt(id="early", created_at=10))
-    assert [item.id for item in await storage.system_prompts.find_many()] == ["early", "late"]
+    assert [item.id for item in await storage.system_prompts.find_all()] == ["early", "late"]
     await storage.system_prompts.create(prompt(id="earliest", created_at=5))
-    assert [item.id for item in await storage.system_prompts.find_many()] == ["earliest", "early", "late"]
+    assert [item.id for item in await storage.system_prompts.find_all()] == ["earliest", "early", "late"]
     await db.connection().execute_query("DELETE FROM system_prompts")
-    assert len(await storage.system_prompts.find_many()) == 3
+    assert len(await storage.system_prompts.find_all()) == 3
     assert await storage.system_prompts.find_by_id("unknown") is None
 
 
@@ -146,10 +149,10 @@ async def test_update_rules_and_stored_bytes(storage: Storage, db: Database) -> 
         )
     )
     with pytest.raises(LookupError, match=r"^System prompt not found: nope$"):
-        await storage.system_prompts.update_by_id("nope", prompt="x")
+        await storage.system_prompts.update("nope", prompt="x")
     with pytest.raises(ValueError, match=r"prompt cannot be None"):
-        await storage.system_prompts.update_by_id("p", prompt=None)
-    await storage.system_prompts.update_by_id("p", user_id=None, condition=None, scope="global", enabled=False)
+        await storage.system_prompts.update("p", prompt=None)  # type: ignore[arg-type]
+    await storage.system_prompts.update("p", user_id=None, condition=None, scope="global", enabled=False)
     assert file_rows(db, "system_prompts", "id") == [
         {
             "id": "p",
@@ -163,3 +166,32 @@ async def test_update_rules_and_stored_bytes(storage: Storage, db: Database) -> 
             "updated_at": 1,
         }
     ]
+
+
+async def test_update_refuses_an_unknown_field(storage: Storage) -> None:
+    await storage.system_prompts.create(prompt(id="p"))
+    with pytest.raises(TypeError, match=r"^System prompt has no field 'colour'$"):
+        await storage.system_prompts.update("p", colour="red")  # type: ignore[call-arg]
+
+
+async def test_loads_racing_writes_leave_the_cache_equal_to_the_file(storage: Storage, db: Database) -> None:
+    """A load on a cold cache and a write to the same prompt (update, overwrite, delete) run together."""
+    await storage.system_prompts.create(prompt(id="calm", created_at=1))
+    for round in range(30):
+        if round % 3 == 0:
+            await storage.system_prompts.create(prompt(id="raced", created_at=2))
+        repo = SystemPromptsRepository(db)  # a fresh instance: its loads miss the cache
+        loads: list[Awaitable[object]] = [repo.find_all(), repo.find_by_id("raced"), repo.find_all()]
+        kind = round % 3
+        write: Awaitable[object]
+        if kind == 0:
+            write = repo.update("raced", prompt=f"run {round}", enabled=bool(round % 2))
+        elif kind == 1:
+            write = repo.create(prompt(id="raced", prompt=f"created {round}", created_at=2))
+        else:
+            write = repo.delete("raced")
+        loads.insert(round % 4, write)  # the write goes first, second, third or last
+        await asyncio.gather(*loads)
+        rows = {record.id: record for record in await SystemPromptsRepository(db).find_all()}
+        assert_cache_matches(repo, rows)
+        assert await repo.find_by_id("raced") == rows.get("raced")

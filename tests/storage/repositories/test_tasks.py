@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Awaitable
 
 import pytest
 
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
-from daycare.storage.repositories.tasks import TaskRecord
+from daycare.storage.repositories.tasks import TaskRecord, TasksRepository
+from tests.storage.cache_checks import assert_cache_matches
 from tests.storage.seeds import file_rows, file_types
 
 CTX = Context("user-1", "agent-1")
@@ -148,9 +151,9 @@ async def test_update_merges_and_moves_between_users(storage: Storage, db: Datab
     with pytest.raises(LookupError, match=r"^Task not found: missing$"):
         await storage.tasks.update(CTX, "missing", title="x")
     with pytest.raises(ValueError, match=r"title cannot be None"):
-        await storage.tasks.update(CTX, "task-1", title=None)
+        await storage.tasks.update(CTX, "task-1", title=None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"has no field 'colour'"):
-        await storage.tasks.update(CTX, "task-1", colour="red")
+        await storage.tasks.update(CTX, "task-1", colour="red")  # type: ignore[call-arg]
     # A blank user id keeps the current user; None clears the description.
     await storage.tasks.update(CTX, "task-1", user_id="  ", description=None)
     kept = await storage.tasks.find_by_id(CTX, "task-1")
@@ -171,3 +174,45 @@ async def test_records_are_frozen_and_stored_as_integers(storage: Storage, db: D
     await storage.tasks.delete(CTX, "task-1")
     assert file_types(db, "tasks", "deleted_at") == ["integer"]
     assert file_types(db, "tasks", "created_at") == ["integer"]
+
+
+async def test_loads_racing_writes_leave_the_cache_equal_to_the_file(storage: Storage, db: Database) -> None:
+    """A load on a cold cache and a write to the same task (update, soft delete, revive, overwrite) run together."""
+    await storage.tasks.create(task("raced"))
+    await storage.tasks.create(task("calm", updated_at=5))
+    await storage.tasks.create(task("raced", "user-2"))  # the same id under another user is another key
+    keys = [("user-1", "raced"), ("user-1", "calm"), ("user-2", "raced")]
+    for round in range(32):
+        repo = TasksRepository(db)  # a fresh instance: its loads miss the cache
+        loads: list[Awaitable[object]] = [
+            repo.find_all(),
+            repo.find_any_by_id(CTX, "raced"),
+            repo.find_by_id(Context("user-2"), "raced"),
+        ]
+        kind = round % 4
+        write: Awaitable[object]
+        if kind == 0:
+            write = repo.update(CTX, "raced", title=f"run {round}", updated_at=round)
+        elif kind == 1:
+            write = repo.delete(CTX, "raced")
+        elif kind == 2:
+            write = repo.update(CTX, "raced", deleted_at=None, updated_at=round)
+        else:
+            write = repo.create(task("raced", title=f"created {round}", updated_at=round))
+        loads.insert(round % 3, write)  # the write goes first, second or third
+        await asyncio.gather(*loads)
+        fresh = TasksRepository(db)
+        rows = {key: await fresh.find_any_by_id(Context(key[0]), key[1]) for key in keys}
+        assert_cache_matches(repo, rows)
+        assert await repo.find_any_by_id(CTX, "raced") == rows[("user-1", "raced")]
+
+
+async def test_delete_of_a_task_deleted_elsewhere_reports_false_and_rereads(storage: Storage, db: Database) -> None:
+    """A stale cached task is not stamped as deleted by this repository: the file is read again."""
+    await storage.tasks.create(task())
+    assert await storage.tasks.find_by_id(CTX, "task-1") is not None  # cached as live
+    assert await TasksRepository(db).delete(CTX, "task-1") is True
+    [row] = file_rows(db, "tasks", "id")
+    assert await storage.tasks.delete(CTX, "task-1") is False
+    deleted = await storage.tasks.find_any_by_id(CTX, "task-1")
+    assert deleted is not None and deleted.deleted_at == row["deleted_at"]

@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from tortoise.exceptions import IntegrityError
 
-from daycare.storage.db.database import Database
+from daycare.storage.db import database as database_module
+from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.facade import Storage
+from daycare.storage.migrations.migrate import database_migrate
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.token_stats import TokenStatsRecord
 from tests.storage.seeds import agent_insert, file_rows, user_insert
+
+PLAIN_BACKEND = "daycare.storage.db.backend"
+YIELDING_BACKEND = "tests.storage.yielding_backend"
 
 
 def utc_ms(year: int, month: int, day: int, hour: int, minute: int) -> int:
@@ -87,27 +93,40 @@ async def test_filters_rows_by_range_and_identity(storage: Storage, db: Database
     assert len(by_model) == 2 and all(row.model == "openai/gpt-5" for row in by_model)
 
 
-async def test_hundred_concurrent_increments_add_up_exactly(storage: Storage, db: Database) -> None:
-    await seed(db, ("user-a", "agent-a"))
-    ctx = Context("user-a", "agent-a")
-    at = utc_ms(2026, 2, 26, 9, 0)
+@pytest.mark.parametrize("backend", [PLAIN_BACKEND, YIELDING_BACKEND])
+async def test_hundred_concurrent_increments_add_up_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """The sums are added by the database in one statement, so no increment is lost, even on a
+    backend that yields to the event loop around every statement."""
+    monkeypatch.setattr(database_module, "BACKEND", backend)
+    db = await database_open(tmp_path / "stats.db")
+    try:
+        assert type(db.connection()).__module__ == backend
+        await database_migrate(db)
+        await seed(db, ("user-a", "agent-a"))
+        repo = Storage.from_database(db).token_stats
+        ctx = Context("user-a", "agent-a")
+        at = utc_ms(2026, 2, 26, 9, 0)
 
-    async def one(index: int) -> None:
-        await storage.token_stats.increment(
-            ctx,
-            at=at + index,
-            model="m",
-            input=index,
-            output=1,
-            cache_read=2 * index,
-            cache_write=3,
-            cost=0.001 * index,
-        )
+        async def one(index: int) -> None:
+            await repo.increment(
+                ctx,
+                at=at + index,
+                model="m",
+                input=index,
+                output=1,
+                cache_read=2 * index,
+                cache_write=3,
+                cost=0.001 * index,
+            )
 
-    await asyncio.gather(*(one(index) for index in range(100)))
-    [row] = await storage.token_stats.find_all()
-    assert (row.input, row.output, row.cache_read, row.cache_write) == (4950, 100, 9900, 300)
-    assert math.isclose(row.cost, 4.95, rel_tol=1e-12)
+        await asyncio.gather(*(one(index) for index in range(100)))
+        [row] = await repo.find_all()
+        assert (row.input, row.output, row.cache_read, row.cache_write) == (4950, 100, 9900, 300)
+        assert math.isclose(row.cost, 4.95, rel_tol=1e-12)
+    finally:
+        await database_close(db)
 
 
 async def test_increment_normalises_and_skips_empty_work(storage: Storage, db: Database) -> None:

@@ -1,7 +1,9 @@
 """The legacy TypeScript migration chain: its 33 step names, in the order it ran them.
 
 The steps themselves, ported, are in `steps/` (listed in `chain.py`); `catch_up.py` runs the
-ones a file lacks before the baseline adopts it.
+ones a file lacks before the baseline adopts it. This is history and never changes: the
+baseline (`baseline_v1`) records these names in every new file. The steps that only some releases
+ran are in `baseline_v1.LEGACY_EXTRA_STEPS`, with the tables the baseline tolerates for them.
 """
 
 from __future__ import annotations
@@ -41,9 +43,3 @@ LEGACY_STEPS: tuple[str, ...] = (
     "20260304_scope_task_ids_per_user",
     "20260224_add_system_prompts",
 )
-
-# Steps that some releases ran and a later release dropped, with the tables they left behind.
-# A file carrying them is still a legacy file; what they left stays untouched.
-LEGACY_EXTRA_STEPS: dict[str, frozenset[str]] = {
-    "20260221_add_permission_requests": frozenset({"permission_requests"}),
-}

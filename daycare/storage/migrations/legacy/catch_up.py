@@ -3,6 +3,7 @@
 Two kinds of file need it: a legacy file whose `_migrations` holds only some of the 33 names
 (a set: order and unknown extra names do not matter), and a new file next to legacy data
 folders (`agents/`, `cron/`, ...), which the legacy code would have imported on first start.
+Which steps a file needs is the baseline's rule (`baseline_v1.legacy_steps_missing`).
 
 The runner works on whatever connection it is given. Under `database_migrate` that is the
 plain connection, and each step gets a transaction of its own, so an interrupted upgrade
@@ -19,9 +20,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import BaseORMException
 
 from daycare.storage.clock import now_ms
+from daycare.storage.db import sqlite
 from daycare.storage.errors import StorageError
-from daycare.storage.migrations.inspection import FileKind, FileState
-from daycare.storage.migrations.legacy import LEGACY_STEPS
 from daycare.storage.migrations.legacy.chain import LEGACY_CHAIN
 from daycare.storage.migrations.legacy.context import StepContext
 from daycare.storage.migrations.legacy.step import LegacyStep
@@ -45,23 +45,13 @@ class LegacyStepFailed(StorageError):
 
 async def database_folder(conn: BaseDBAsyncClient) -> Path | None:
     """The folder holding the database file, or None for an in-memory database."""
-    rows = await conn.execute_query_dict("SELECT file FROM pragma_database_list WHERE name = 'main'")
-    file = str(rows[0]["file"] or "").strip() if rows else ""
+    file = await sqlite.database_file(conn)
     return Path(file).parent if file else None
 
 
 def legacy_folders_found(folder: Path | None) -> list[str]:
     """The legacy data folders present in `folder`."""
     return [name for name in LEGACY_FOLDERS if folder is not None and (folder / name).is_dir()]
-
-
-async def legacy_steps_missing(conn: BaseDBAsyncClient, state: FileState) -> list[str]:
-    """The legacy steps this file still needs, in legacy order; empty when it needs none."""
-    if state.kind is FileKind.LEGACY:
-        return state.legacy_missing
-    if state.kind is FileKind.FRESH and legacy_folders_found(await database_folder(conn)):
-        return list(LEGACY_STEPS)
-    return []
 
 
 async def _recorded(ctx: StepContext, name: str) -> bool:

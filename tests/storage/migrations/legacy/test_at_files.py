@@ -18,8 +18,9 @@ from daycare.storage.db.database import database_close, database_open
 from daycare.storage.migrations.legacy import LEGACY_STEPS
 from daycare.storage.migrations.migrate import database_migrate
 from tests.conftest import legacy_dump
-from tests.sqlite_files import file_master, legacy_schema_sql
+from tests.sqlite_files import file_master
 from tests.storage.migrations.legacy.helpers import tables_dump
+from tests.storage.migrations.migrated import VERSIONS, migrated_schema_sql
 
 UPGRADED_BY_LEGACY = [
     "at_20260222_add_processes",
@@ -61,8 +62,8 @@ async def test_partial_file_matches_the_legacy_upgrade(name: str, legacy_copy: C
 
     applied = await upgrade(path)
 
-    assert applied[:-1] == pending
-    assert file_master(path) == legacy_schema_sql()
+    assert applied == [*pending, *VERSIONS]
+    assert file_master(path) == migrated_schema_sql()
     expected = legacy_dump(f"legacy_upgraded/{name}.json")["tables"]
     got = tables_dump(path)
     assert set(got) - {"aerich"} == set(expected)
@@ -83,8 +84,8 @@ async def test_file_the_legacy_code_cannot_upgrade(legacy_copy: Callable[[str], 
 
     applied = await upgrade(path)
 
-    assert applied[-1] == "0_20261126000000_baseline.py"
-    assert file_master(path) == legacy_schema_sql()
+    assert applied[-len(VERSIONS) :] == list(VERSIONS)
+    assert file_master(path) == migrated_schema_sql()
     got = tables_dump(path)
     owner = next(user["id"] for user in got["users"] if user["is_owner"])
     cron = got["tasks_cron"][0]

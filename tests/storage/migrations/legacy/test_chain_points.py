@@ -16,8 +16,9 @@ import pytest
 from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.migrations.legacy import LEGACY_STEPS
 from daycare.storage.migrations.migrate import database_migrate
-from tests.sqlite_files import file_master, legacy_schema_sql
+from tests.sqlite_files import file_master
 from tests.storage.migrations.legacy.helpers import chain_run, execute, rows, tables_dump
+from tests.storage.migrations.migrated import VERSIONS, migrated_schema_sql
 
 SNAPSHOT = '{"toolCallId":"t1","snapshot":"QUJD","snapshotId":"not-a-cuid","toolName":"read","args":{"n":1.5}}'
 SNAPSHOT_CLEANED = '{"toolCallId":"t1","toolName":"read","args":{"n":1.5}}'
@@ -310,12 +311,12 @@ async def test_file_at_each_point_of_the_chain_upgrades(point: int, tmp_path: Pa
     db = await database_open(path)
     try:
         applied = await database_migrate(db, backup=False)
-        assert applied[:-1] == list(LEGACY_STEPS[point:])
+        assert applied == [*LEGACY_STEPS[point:], *VERSIONS]
         assert await database_migrate(db) == []
     finally:
         await database_close(db)
 
-    assert file_master(path) == legacy_schema_sql()
+    assert file_master(path) == migrated_schema_sql()
     dump = tables_dump(path)
     assert {row["name"] for row in dump["_migrations"]} == set(LEGACY_STEPS)
     owner = next(user["id"] for user in dump["users"] if user["is_owner"])

@@ -21,8 +21,9 @@ from daycare.storage.errors import DatabaseRefused
 from daycare.storage.migrations.legacy import LEGACY_STEPS
 from daycare.storage.migrations.legacy.catch_up import LegacyStepFailed
 from daycare.storage.migrations.migrate import database_migrate
-from tests.sqlite_files import file_master, legacy_schema_sql
+from tests.sqlite_files import file_master
 from tests.storage.migrations.legacy.helpers import chain_run, execute, rows, tables_dump
+from tests.storage.migrations.migrated import VERSIONS, migrated_schema_sql
 
 STEP_NUMBER = {name: index + 1 for index, name in enumerate(LEGACY_STEPS)}
 PERMISSION_REQUESTS = "20260221_add_permission_requests"
@@ -125,8 +126,8 @@ async def test_file_from_the_permission_requests_release_with_gate_columns(tmp_p
 
     applied = await upgrade(path)
 
-    assert applied[:-1] == steps(7, 9, *range(19, 34))
-    assert file_master(path) == {**legacy_schema_sql(), **{name: sql for name, sql in leftover.items() if sql}}
+    assert applied == [*steps(7, 9, *range(19, 34)), *VERSIONS]
+    assert file_master(path) == {**migrated_schema_sql(), **{name: sql for name, sql in leftover.items() if sql}}
     dump = tables_dump(path)
     assert {row["name"] for row in dump["_migrations"]} == {*LEGACY_STEPS, PERMISSION_REQUESTS}
     assert [row["id"] for row in dump["permission_requests"]] == ["pr-1"]
@@ -176,8 +177,8 @@ async def test_file_from_the_release_that_renamed_prompt_before_tasks_existed(tm
 
     applied = await upgrade(path)
 
-    assert applied[:-1] == steps(20, 27, 28, 29, 30, 31, 32)
-    assert file_master(path) == legacy_schema_sql()
+    assert applied == [*steps(20, 27, 28, 29, 30, 31, 32), *VERSIONS]
+    assert file_master(path) == migrated_schema_sql()
     dump = tables_dump(path)
     tasks = {task["id"]: task for task in dump["tasks"]}
     assert tasks[dump["tasks_cron"][0]["task_id"]]["code"] == 'print("c1")'
@@ -194,8 +195,8 @@ async def test_a_name_no_release_used_is_kept_and_ignored(tmp_path: Path) -> Non
     finally:
         await database_close(db)
     applied = await upgrade(path)
-    assert applied[:-1] == list(LEGACY_STEPS[10:])
-    assert file_master(path) == legacy_schema_sql()
+    assert applied == [*LEGACY_STEPS[10:], *VERSIONS]
+    assert file_master(path) == migrated_schema_sql()
     assert {row["name"] for row in tables_dump(path)["_migrations"]} == {*LEGACY_STEPS, "20260399_from_a_fork"}
 
 
@@ -227,10 +228,10 @@ async def test_a_failing_step_is_named_rolled_back_and_can_be_retried(tmp_path: 
 
         await execute(db, "UPDATE users SET is_owner = 1")
         applied = await database_migrate(db)
-        assert applied[:-1] == list(LEGACY_STEPS[17:])
+        assert applied == [*LEGACY_STEPS[17:], *VERSIONS]
     finally:
         await database_close(db)
-    assert file_master(path) == legacy_schema_sql()
+    assert file_master(path) == migrated_schema_sql()
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,9 @@ import pytest
 from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.migrations.legacy import LEGACY_STEPS
 from daycare.storage.migrations.migrate import database_migrate
-from tests.sqlite_files import file_master, legacy_schema_sql
+from tests.sqlite_files import file_master
 from tests.storage.migrations.legacy.helpers import chain_run, execute, rows, steps_run, tables_dump
+from tests.storage.migrations.migrated import VERSIONS, migrated_schema_sql
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "legacy_folders"
 SKIPPED = {
@@ -78,8 +79,8 @@ async def test_first_start_imports_every_legacy_folder(tmp_path: Path, warnings:
     finally:
         await database_close(db)
 
-    assert applied == [*LEGACY_STEPS, "0_20261126000000_baseline.py"]
-    assert file_master(folder / "daycare.db") == legacy_schema_sql()
+    assert applied == [*LEGACY_STEPS, *VERSIONS]
+    assert file_master(folder / "daycare.db") == migrated_schema_sql()
     dump = tables_dump(folder / "daycare.db")
     skipped = {record.args[0] for record in warnings.records if isinstance(record.args, tuple)}
     assert {str(Path(path).relative_to(folder)) for path in skipped} == SKIPPED

@@ -13,9 +13,9 @@ from tortoise.exceptions import IntegrityError
 
 from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.errors import StorageError
+from daycare.storage.migrations.baseline_v1 import legacy_steps_missing
 from daycare.storage.migrations.inspection import file_inspect
 from daycare.storage.migrations.legacy import LEGACY_STEPS
-from daycare.storage.migrations.legacy.catch_up import legacy_steps_missing
 from tests.storage.migrations.legacy.helpers import chain_run, execute, rows, steps_run
 
 

@@ -1,0 +1,162 @@
+"""Everything that only SQLite has, in one place: the rest of the package is dialect-neutral.
+
+Repositories, migrations and the schema check call these functions instead of writing SQLite
+SQL themselves; a PostgreSQL backend gets a module of its own with the same functions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pypika_tortoise.queries import Table
+from pypika_tortoise.terms import Field, Term
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+
+def insertion_order(table: Table) -> Term:
+    """A column that orders a table's rows as they were inserted: SQLite's `rowid`.
+
+    The legacy code broke ties between signal events of the same millisecond this way.
+    """
+    return Field("rowid", table=table)
+
+
+# The database file and its upkeep: the migrations call these.
+
+
+async def journal_wal(conn: BaseDBAsyncClient) -> None:
+    """Puts the file in WAL mode; the mode is written into the file header, so it lasts."""
+    await conn.execute_query("PRAGMA journal_mode=WAL")
+
+
+async def vacuum_into(conn: BaseDBAsyncClient, target: str) -> None:
+    """Writes a consistent copy of the whole database to `target` (a missing or empty file)."""
+    await conn.execute_query("VACUUM INTO ?", [target])
+
+
+async def database_file(conn: BaseDBAsyncClient) -> str | None:
+    """The path of the main database file behind `conn`; None for an in-memory database."""
+    rows = await conn.execute_query_dict("SELECT file FROM pragma_database_list WHERE name = 'main'")
+    file = str(rows[0]["file"] or "").strip() if rows else ""
+    return file or None
+
+
+# The catalog, read into plain values that a schema comparison can use without knowing SQLite.
+
+
+def internal_table(name: str) -> bool:
+    """True for the tables SQLite keeps for itself (`sqlite_sequence`, `sqlite_stat1`, ...)."""
+    return name.startswith("sqlite_")
+
+
+async def table_names(conn: BaseDBAsyncClient) -> frozenset[str]:
+    """Every table of the file, SQLite's own included."""
+    rows = await conn.execute_query_dict("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return frozenset(str(row["name"]) for row in rows)
+
+
+@dataclass(frozen=True)
+class SchemaObject:
+    """A table, index or trigger as the catalog stores it; `sql` is None for automatic indexes."""
+
+    type: str
+    name: str
+    table: str
+    sql: str | None
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """One column: declared type (upper case), NOT NULL, DEFAULT text, position in the primary key (0 if none)."""
+
+    name: str
+    type: str
+    notnull: bool
+    default: str | None
+    pk: int
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """One index: its columns in order, the WHERE text of a partial index, and whether SQLite made it itself."""
+
+    name: str
+    unique: bool
+    columns: tuple[str, ...]
+    where: str | None
+    automatic: bool
+
+
+@dataclass(frozen=True)
+class ForeignKeyInfo:
+    """One foreign key; `targets` holds None where the key names the parent's primary key implicitly."""
+
+    table: str
+    sources: tuple[str, ...]
+    targets: tuple[str | None, ...]
+    on_update: str
+    on_delete: str
+
+
+async def schema_objects(conn: BaseDBAsyncClient) -> list[SchemaObject]:
+    """Every table, index and trigger of the file, in catalog order."""
+    rows = await conn.execute_query_dict(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('table', 'index', 'trigger')"
+    )
+    return [SchemaObject(str(r["type"]), str(r["name"]), str(r["tbl_name"]), r["sql"]) for r in rows]
+
+
+async def table_columns(conn: BaseDBAsyncClient, table: str) -> list[ColumnInfo]:
+    """The visible columns of `table` in declaration order (hidden and generated ones left out)."""
+    rows = await conn.execute_query_dict("SELECT * FROM pragma_table_xinfo(?)", [table])
+    return [
+        ColumnInfo(str(r["name"]), str(r["type"]).upper(), bool(r["notnull"]), r["dflt_value"], int(r["pk"]))
+        for r in rows
+        if not r["hidden"]
+    ]
+
+
+async def table_indexes(conn: BaseDBAsyncClient, table: str) -> list[IndexInfo]:
+    """Every index of `table`, the automatic ones behind UNIQUE and PRIMARY KEY constraints included."""
+    texts = await conn.execute_query_dict(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", [table]
+    )
+    sql_by_name = {str(row["name"]): str(row["sql"] or "") for row in texts}
+    indexes = []
+    for row in await conn.execute_query_dict("SELECT * FROM pragma_index_list(?)", [table]):
+        name = str(row["name"])
+        info = await conn.execute_query_dict("SELECT * FROM pragma_index_info(?)", [name])
+        columns = tuple(str(column["name"]) for column in sorted(info, key=lambda c: c["seqno"]))
+        where = None
+        if row["partial"]:
+            where = re.split(r"\bWHERE\b", sql_by_name.get(name, ""), maxsplit=1, flags=re.IGNORECASE)[1]
+        indexes.append(IndexInfo(name, bool(row["unique"]), columns, where, name.startswith("sqlite_autoindex_")))
+    return indexes
+
+
+async def table_foreign_keys(conn: BaseDBAsyncClient, table: str) -> list[ForeignKeyInfo]:
+    """The foreign keys of `table`, each with all of its columns in order."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for row in await conn.execute_query_dict("SELECT * FROM pragma_foreign_key_list(?)", [table]):
+        groups.setdefault(int(row["id"]), []).append(row)
+    keys = []
+    for rows in groups.values():
+        rows.sort(key=lambda r: r["seq"])
+        first = rows[0]
+        keys.append(
+            ForeignKeyInfo(
+                str(first["table"]),
+                tuple(str(r["from"]) for r in rows),
+                tuple(r["to"] for r in rows),
+                str(first["on_update"]),
+                str(first["on_delete"]),
+            )
+        )
+    return keys
+
+
+def table_autoincrement(table_sql: str) -> bool:
+    """Whether a CREATE TABLE statement declares AUTOINCREMENT (it changes how rowids are reused)."""
+    return bool(re.search(r"\bAUTOINCREMENT\b", table_sql, re.IGNORECASE))

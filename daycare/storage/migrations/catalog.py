@@ -1,0 +1,228 @@
+"""What a database holds, read without changing it, and how two schemas differ.
+
+These are the mechanisms the migration rules use on both sides of a comparison: the same
+description is read from the file and from the schema it should have. The rules themselves
+(what a file must look like, what is tolerated) are in `baseline_v1` and `adoption`. The
+SQLite catalog queries are in `daycare.storage.db.sqlite`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from daycare.schema import LegacyMigration
+from daycare.storage.db import sqlite
+from daycare.storage.db.database import MEMORY, database_close, database_open
+from daycare.storage.migrations.recorder import AERICH_TABLE, versions_applied
+
+LEGACY_TABLE = "_migrations"  # the legacy runner's record of the steps it applied
+_SPACE = re.compile(r"\s+")
+
+
+def application_table(name: str) -> bool:
+    """False for the tables SQLite keeps for itself and for Aerich's bookkeeping table."""
+    return not sqlite.internal_table(name) and name != AERICH_TABLE
+
+
+async def database_display(conn: BaseDBAsyncClient) -> str:
+    """The path of the main database file behind `conn`, or :memory:, for messages."""
+    return await sqlite.database_file(conn) or MEMORY
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What the migration rules look at: the application's tables and the migrations the file records."""
+
+    tables: frozenset[str]  # SQLite's own tables and Aerich's left out
+    legacy_steps: frozenset[str]  # names in the legacy `_migrations` table
+    versions: tuple[str, ...]  # Aerich versions of this app, oldest first
+
+
+async def file_facts(conn: BaseDBAsyncClient) -> FileFacts:
+    """Reads the facts with read-only queries."""
+    tables = frozenset(name for name in await sqlite.table_names(conn) if application_table(name))
+    steps: frozenset[str] = frozenset()
+    if LEGACY_TABLE in tables:
+        names = await LegacyMigration.all().using_db(conn).values_list("name", flat=True)
+        steps = frozenset(str(name) for name in names)
+    return FileFacts(tables, steps, tuple(await versions_applied(conn)))
+
+
+def _normalized(sql: str) -> str:
+    """SQL text with runs of whitespace collapsed and quotes around names dropped."""
+    return _SPACE.sub(" ", sql.replace('"', "")).strip()
+
+
+def _checks(table_sql: str) -> tuple[str, ...]:
+    """The CHECK clauses of a CREATE TABLE statement, normalized."""
+    found = []
+    for match in re.finditer(r"\bCHECK\s*\(", table_sql, re.IGNORECASE):
+        depth, start = 0, match.end() - 1
+        for position in range(start, len(table_sql)):
+            depth += {"(": 1, ")": -1}.get(table_sql[position], 0)
+            if depth == 0:
+                found.append(_normalized(table_sql[start + 1 : position]))
+                break
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """Everything compared about one table."""
+
+    columns: dict[str, tuple[Any, ...]]  # name -> (type, not null, default, primary-key position)
+    indexes: dict[str, tuple[Any, ...]]  # name -> (unique, columns, partial WHERE)
+    foreign_keys: frozenset[tuple[Any, ...]]
+    checks: tuple[str, ...]
+    triggers: dict[str, str]
+    autoincrement: bool
+
+
+@dataclass
+class TableIssues:
+    """The differences found in one table, as readable lines."""
+
+    table: str
+    lines: list[str] = field(default_factory=list)
+
+
+async def schema_describe(conn: BaseDBAsyncClient) -> dict[str, TableSchema]:
+    """Reads every application table of the file behind `conn`."""
+    objects = await sqlite.schema_objects(conn)
+    tables: dict[str, TableSchema] = {}
+    for table in objects:
+        if table.type != "table" or not application_table(table.name):
+            continue
+        columns = await sqlite.table_columns(conn, table.name)
+        indexes = {}
+        for index in await sqlite.table_indexes(conn, table.name):
+            # Automatic indexes are numbered by creation order, so they are matched by what they cover.
+            key = index.name
+            if index.automatic:
+                key = f"{'UNIQUE' if index.unique else 'INDEX'}({', '.join(index.columns)})"
+            indexes[key] = (index.unique, index.columns, _normalized(index.where or ""))
+        keys = await sqlite.table_foreign_keys(conn, table.name)
+        tables[table.name] = TableSchema(
+            columns={c.name: (c.type, c.notnull, c.default, c.pk) for c in columns},
+            indexes=indexes,
+            foreign_keys=frozenset((k.table, k.sources, k.targets, k.on_update, k.on_delete) for k in keys),
+            checks=_checks(table.sql or ""),
+            triggers={
+                t.name: _normalized(t.sql or "") for t in objects if t.type == "trigger" and t.table == table.name
+            },
+            autoincrement=sqlite.table_autoincrement(table.sql or ""),
+        )
+    return tables
+
+
+async def schema_of_script(script: str) -> dict[str, TableSchema]:
+    """The schema an SQL script gives an empty database, read the same way as a file's."""
+    scratch = await database_open(MEMORY)
+    try:
+        await scratch.connection().execute_script(script)
+        return await schema_describe(scratch.connection())
+    finally:
+        await database_close(scratch)
+
+
+def _foreign_key_text(key: tuple[Any, ...]) -> str:
+    table, sources, targets, on_update, on_delete = key
+    targets_text = ", ".join(str(t) for t in targets if t is not None)
+    return f"({', '.join(sources)}) -> {table}({targets_text}) on update {on_update}, on delete {on_delete}"
+
+
+def _column_text(spec: tuple[Any, ...]) -> str:
+    kind, notnull, default, pk = spec
+    parts = [kind or "(no type)"]
+    if notnull:
+        parts.append("NOT NULL")
+    if default is not None:
+        parts.append(f"DEFAULT {default}")
+    if pk:
+        parts.append(f"primary key #{pk}")
+    return " ".join(parts)
+
+
+def _index_text(spec: tuple[Any, ...]) -> str:
+    unique, columns, where = spec
+    text = f"{'UNIQUE ' if unique else ''}({', '.join(columns)})"
+    return f"{text} WHERE {where}" if where else text
+
+
+def _named_diff(
+    lines: list[str],
+    what: str,
+    expected: Mapping[str, Any],
+    actual: Mapping[str, Any],
+    render: Callable[[Any], str] = str,
+) -> None:
+    for name in sorted(expected.keys() - actual.keys()):
+        lines.append(f"missing {what} {name}: {render(expected[name])}")
+    for name in sorted(actual.keys() - expected.keys()):
+        lines.append(f"unexpected {what} {name}: {render(actual[name])}")
+    for name in sorted(expected.keys() & actual.keys()):
+        if expected[name] != actual[name]:
+            lines.append(f"{what} {name} is {render(actual[name])}, expected {render(expected[name])}")
+
+
+def _columns_compared(
+    table: str, columns: dict[str, tuple[Any, ...]], varying: frozenset[tuple[str, str]]
+) -> dict[str, tuple[Any, ...]]:
+    """The columns with the DEFAULT of each `(table, column)` in `varying` replaced by one marker."""
+    return {
+        name: (kind, notnull, "<varies per file>", pk) if (table, name) in varying else (kind, notnull, default, pk)
+        for name, (kind, notnull, default, pk) in columns.items()
+    }
+
+
+def schema_compare(
+    expected: dict[str, TableSchema],
+    actual: dict[str, TableSchema],
+    tolerated_tables: frozenset[str] = frozenset(),
+    varying_defaults: frozenset[tuple[str, str]] = frozenset(),
+) -> list[TableIssues]:
+    """Lists every difference, table by table.
+
+    Tables in `tolerated_tables` may be extra; the DEFAULT of each `(table, column)` in
+    `varying_defaults` may differ.
+    """
+    issues = []
+    for table in sorted(expected.keys() - actual.keys()):
+        issues.append(TableIssues(table, ["missing table"]))
+    for table in sorted(actual.keys() - expected.keys() - tolerated_tables):
+        issues.append(TableIssues(table, ["unexpected table"]))
+    for table in sorted(expected.keys() & actual.keys()):
+        want, have = expected[table], actual[table]
+        want_columns = _columns_compared(table, want.columns, varying_defaults)
+        have_columns = _columns_compared(table, have.columns, varying_defaults)
+        lines: list[str] = []
+        _named_diff(lines, "column", want_columns, have_columns, _column_text)
+        if list(want.columns) != list(have.columns) and want.columns.keys() == have.columns.keys():
+            lines.append(f"columns are in the order {', '.join(have.columns)}, expected {', '.join(want.columns)}")
+        _named_diff(lines, "index", want.indexes, have.indexes, _index_text)
+        for key in sorted(want.foreign_keys - have.foreign_keys, key=str):
+            lines.append(f"missing foreign key {_foreign_key_text(key)}")
+        for key in sorted(have.foreign_keys - want.foreign_keys, key=str):
+            lines.append(f"unexpected foreign key {_foreign_key_text(key)}")
+        if want.checks != have.checks:
+            lines.append(f"CHECK constraints are {list(have.checks)}, expected {list(want.checks)}")
+        _named_diff(lines, "trigger", want.triggers, have.triggers)
+        if want.autoincrement != have.autoincrement:
+            lines.append(f"AUTOINCREMENT is {'on' if have.autoincrement else 'off'}, expected the opposite")
+        if lines:
+            issues.append(TableIssues(table, lines))
+    return issues
+
+
+def schema_report(issues: list[TableIssues]) -> str:
+    """A readable per-table report of schema differences."""
+    out = []
+    for issue in issues:
+        out.append(f"  {issue.table}:")
+        out.extend(f"    - {line}" for line in issue.lines)
+    return "\n".join(out)
