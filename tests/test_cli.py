@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.engine_process import engine_start_stop
 from tests.sqlite_files import file_query, file_sha256
 from tests.storage.migrations.migrated import VERSIONS
 
@@ -130,35 +130,13 @@ def test_python_m_daycare_and_the_console_script_are_the_same_program() -> None:
 def test_start_runs_until_sigterm_then_exits_0_and_leaves_a_sound_file(tmp_path: Path) -> None:
     path = tmp_path / "daycare.db"
     environment = {key: value for key, value in os.environ.items() if key != "DAYCARE_DB_URL"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daycare", "start", "--db", str(path)],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    started = engine_start_stop([sys.executable, "-m", "daycare", "start", "--db", path], cwd=ROOT, env=environment)
+    # The migration's lines come first; the startup line says the engine is up.
+    assert started.startswith(
+        f"daycare.engine: engine started on {path} (schema aerich: {len(VERSIONS)} migrations applied"
     )
-    try:
-        assert process.stderr is not None
-        # The migration's lines come first; the startup line says the engine is up.
-        started = ""
-        for _ in range(20):
-            started = process.stderr.readline()
-            if "engine started" in started or not started:
-                break
-        assert started.startswith(
-            f"daycare.engine: engine started on {path} (schema aerich: {len(VERSIONS)} migrations applied"
-        )
-        assert "1 user, 0 agents, 0 cron triggers, 0 heartbeat triggers" in started
-        assert started.rstrip().endswith("services: signals, channels, crons, heartbeats, delayed signals")
-        process.send_signal(signal.SIGTERM)
-        _, rest = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, rest
-    assert "Traceback" not in rest
+    assert "1 user, 0 agents, 0 cron triggers, 0 heartbeat triggers" in started
+    assert started.rstrip().endswith("services: signals, channels, crons, heartbeats, delayed signals")
     check = daycare("db", "check", "--db", str(path))
     assert check.returncode == 0, check.stdout + check.stderr
     assert file_query(path, "SELECT count(*) FROM users WHERE is_owner = 1") == [(1,)]

@@ -7,23 +7,19 @@ index for the dependencies; when it is unreachable the test skips and says so.
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
 import venv
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import pytest
 
 from tests.conftest import legacy_path
+from tests.engine_process import engine_start_stop
 
 pytestmark = pytest.mark.slow
 
@@ -181,65 +177,5 @@ def test_the_installed_daycare_upgrades_checks_and_starts_a_legacy_file(installe
     assert check.returncode == 0, check.stdout + check.stderr
     assert "the schema matches the migrations it records" in check.stdout
 
-    process = subprocess.Popen(
-        [str(daycare), "start", "--db", str(path)],
-        cwd=installed.work,
-        env=_environment(installed.work),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    stderr = LineReader(process)
-    try:
-        started = stderr.until("daycare.engine: engine started on", timeout=30)
-        assert started.startswith(f"daycare.engine: engine started on {path} (schema aerich:"), started
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, stderr.text()
-    assert "Traceback" not in stderr.text()
-
-
-class LineReader:
-    """Collects a process's stderr line by line on a thread, so waiting for a line can time out."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        assert process.stderr is not None
-        self.process = process
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: TextIO) -> None:
-        for line in stream:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def until(self, prefix: str, timeout: float) -> str:
-        """The first line starting with `prefix`; fails with what was read if none comes within `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
-            if line.startswith(prefix):
-                return line
-        pytest.fail(f"no line starting with {prefix!r} on stderr (exit code {self.process.poll()}):\n{self.text()}")
-
-    def text(self) -> str:
-        """Everything read so far; after the process ended, all it wrote."""
-        if self.process.poll() is not None:
-            self._thread.join(timeout=10)
-        while not self._queue.empty():
-            line = self._queue.get()
-            if line is not None:
-                self.lines.append(line)
-        return "".join(self.lines)
+    started = engine_start_stop([daycare, "start", "--db", path], cwd=installed.work, env=_environment(installed.work))
+    assert started.startswith(f"daycare.engine: engine started on {path} (schema aerich:"), started

@@ -1,4 +1,4 @@
-"""Channels: named rooms of one user's agents, led by one agent (legacy §4.1).
+"""Channels: named rooms of one user's agents, led by one agent.
 
 Members are subscribed to the channel's signals (`channel.<name>:*`). A message is stored,
 then posted as a `channel.<name>:message` signal to the leader and to the mentioned members,

@@ -1,4 +1,4 @@
-"""Cron schedules: five fields in local time, evaluated by croniter (legacy §4.6 rules).
+"""Cron schedules: five fields in local time, evaluated by croniter, with the legacy rules.
 
 The grammar is the legacy one: each field is `*`, `*/n`, a number, a range `a-b`, or a
 comma list of numbers and ranges; weekday is 0-6 (0 is Sunday). croniter checks the value

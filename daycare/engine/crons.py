@@ -1,4 +1,4 @@
-"""Crons: cron triggers of tasks, run by posting the task's code to an agent (legacy §4.6).
+"""Crons: cron triggers of tasks, run by posting the task's code to an agent.
 
 A due trigger posts an executable `system_message` (origin `cron`) to its agent, or, without
 one, to the user's system agent tagged `cron`. Deleting a task's last trigger soft-deletes

@@ -1,4 +1,4 @@
-"""DelayedSignals: signals generated at a wall-clock time, persisted until delivered (legacy §4.3).
+"""DelayedSignals: signals generated at a wall-clock time, persisted until delivered.
 
 Scheduled signals live in `signals_delayed` and in memory; memory drives the timer, the
 table decides what is due. A due signal is generated through `Signals`, then deleted; if

@@ -116,10 +116,11 @@ class DurableInboxAgentSystem:
             return agent_id
 
     async def _system_agent_find_or_create(self, user_id: str, tag: str, target: DescriptorTarget) -> str:
-        """The user's oldest live agent with exactly this descriptor (one read of their agents), else a new one."""
+        """The user's oldest live agent with this exact descriptor (one read of their system agents), else a new one."""
+        # An agent's type is its descriptor's type, so only the user's system agents are read.
         candidates = [
             record
-            for record in await self._storage.agents.find_by_user_id(user_id)
+            for record in await self._storage.agents.find_by_user_id(user_id, type="system")
             if record.descriptor == target.descriptor and record.lifecycle != DEAD
         ]
         if candidates:

@@ -1,4 +1,4 @@
-"""Heartbeats: tasks run together on an interval, posted per user to the `heartbeat` system agent (legacy §4.7).
+"""Heartbeats: tasks run together on an interval, posted per user to the `heartbeat` system agent.
 
 On start, triggers that never ran run at once. Each run posts one executable
 `system_message` (origin `heartbeat`) per user, holding the batch of that user's tasks.

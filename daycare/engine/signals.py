@@ -1,4 +1,4 @@
-"""Signals: typed events that agents subscribe to by pattern (legacy §4.2).
+"""Signals: typed events that agents subscribe to by pattern.
 
 A generated signal is stored in `signals_events`, announced as `signal.generated`, and handed
 with the user's matching subscriptions to `on_deliver` (the engine wires it to the agent port).

@@ -1,4 +1,4 @@
-"""The storage clock: integer Unix milliseconds, the unit of every legacy timestamp (C1)."""
+"""The storage clock: integer Unix milliseconds, the unit of every legacy timestamp."""
 
 from __future__ import annotations
 

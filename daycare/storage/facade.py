@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Unpack
 
 from tortoise.exceptions import IntegrityError
@@ -132,7 +132,7 @@ class Storage:
         # Legacy wrote the agent, then the session, then the agent again with its session. The
         # agent's active_session_id has no foreign key, so writing it final first (the session
         # id is chosen up front) stores the same rows with one statement less.
-        agent = replace(record, active_session_id=session_id, updated_at=max(record.updated_at, created_at))
+        agent = record.with_session(session_id, max(record.updated_at, created_at))
         async with self.agents.writing(record.id):  # a failure evicts the agent from the cache
             async with self.db.in_transaction():
                 await self.agents.row_upsert(agent)
@@ -166,7 +166,7 @@ class Storage:
                 return
             async with self.db.in_transaction():
                 session_id = await self.sessions.create(agent_id, created_at=record.at)
-                changed = replace(current, active_session_id=session_id, updated_at=max(current.updated_at, record.at))
+                changed = current.with_session(session_id, max(current.updated_at, record.at))
                 await self.agents.row_session_set(changed)
                 await self.history.append(session_id, record)
             self.agents.cache_put(changed)

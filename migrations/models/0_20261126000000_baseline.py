@@ -1,7 +1,7 @@
 """Baseline: the legacy final schema, as the 33-step TypeScript chain left it.
 
 On a new file it creates that schema verbatim (the `sqlite_master` text equals
-`../shared/legacy/schema.sql`), records the 33 legacy step names and creates the bootstrap
+`tests/fixtures/legacy/schema.sql`), records the 33 legacy step names and creates the bootstrap
 owner. On a complete legacy file it changes nothing but the `aerich` table. The decision is
 in `daycare.storage.migrations.baseline_v1` (frozen with this file), so that `aerich upgrade`
 and `daycare upgrade` agree.

@@ -120,6 +120,15 @@ def _journal_mode_ensure(connection: sqlite3.Connection) -> None:
         connection.execute("PRAGMA journal_mode=WAL").fetchall()
 
 
+class _Burst:
+    """When a connection last yielded to the event loop, shared by the transactions on it."""
+
+    __slots__ = ("yielded_at",)
+
+    def __init__(self) -> None:
+        self.yielded_at = 0.0
+
+
 class DaycareSqliteClient(BaseDBAsyncClient):
     """One SQLite connection, used by one task at a time through an asyncio lock."""
 
@@ -149,7 +158,7 @@ class DaycareSqliteClient(BaseDBAsyncClient):
         self._connection: sqlite3.Connection | None = None
         self._closed = False  # a closed client never reconnects behind its owner's back
         self._lock = asyncio.Lock()
-        self._yielded_at = 0.0
+        self._burst = _Burst()
         # Set by database_open; None when Aerich or Tortoise's globals own this client.
         self.handler: ConnectionHandler | None = None
 
@@ -206,15 +215,21 @@ class DaycareSqliteClient(BaseDBAsyncClient):
         # yields to the loop every YIELD_INTERVAL instead: other tasks never wait longer than that,
         # and a short burst pays nothing (a yield per statement cost ~6 us, a fifth of a commit).
         now = time.monotonic()
-        if now - self._yielded_at > YIELD_INTERVAL:
-            self._yielded_at = now
+        if now - self._burst.yielded_at > YIELD_INTERVAL:
+            self._burst.yielded_at = now
             await asyncio.sleep(0)
         async with self._lock:
-            if self._connection is None:
-                await self.create_connection(with_db=True)
             connection = self._connection
-            assert connection is not None
-            return _translated(lambda: call(connection))
+            if connection is None:
+                await self.create_connection(with_db=True)
+                connection = self._connection
+                assert connection is not None
+            try:
+                return call(connection)
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityError(exc) from exc
+            except sqlite3.Error as exc:
+                raise OperationalError(exc) from exc
 
     async def execute_insert(self, query: str, values: list[Any]) -> int:
         self.log.debug("%s: %s", query, values)
@@ -271,7 +286,7 @@ class _TransactionClient(DaycareSqliteClient, TransactionalDBClient):
         self._connection = parent._connection
         self._closed = False
         self._lock = asyncio.Lock()
-        self._yielded_at = 0.0
+        self._burst = parent._burst  # one burst clock per connection: a transaction does not restart it
         self._finalized = False
         self._savepoint: str | None = None
         self._bound_loop = parent._bound_loop
@@ -337,7 +352,8 @@ class _TransactionContext(TransactionContext):
         await self._lock.acquire()
         try:
             parent = self.client._parent
-            await parent.create_connection(with_db=True)
+            if parent._connection is None:
+                await parent.create_connection(with_db=True)
             self.client._connection = parent._connection
             self._handler = self.client.handler or get_connections()
             self._token = self._handler.set(self.client.connection_name, self.client)

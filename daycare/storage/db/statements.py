@@ -116,11 +116,12 @@ class Statement:
 
     def _values(self, conn: BaseDBAsyncClient, bound: Mapping[str, Any]) -> tuple[str, list[Any]]:
         compiled = self.compiled(conn)
-        names = self._names or frozenset()
-        if len(bound) != len(names) or not names.issuperset(bound):
-            wanted = sorted(names)
-            raise TypeError(f"this statement takes the values {wanted}, got {sorted(bound)}")
-        return compiled.sql, compiled.values(bound)
+        try:
+            if len(bound) == len(self._names or ()):
+                return compiled.sql, compiled.values(bound)
+        except KeyError:
+            pass
+        raise TypeError(f"this statement takes the values {sorted(self._names or ())}, got {sorted(bound)}")
 
     async def rows(self, conn: BaseDBAsyncClient, **bound: Any) -> Sequence[Any]:
         """Runs the statement and returns its rows (each readable by column name)."""

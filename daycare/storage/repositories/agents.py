@@ -54,6 +54,22 @@ class AgentRecord:
         for name in ("descriptor", "permissions", "tokens", "stats"):
             object.__setattr__(self, name, frozen(getattr(self, name)))
 
+    def with_session(self, session_id: str, updated_at: int) -> AgentRecord:
+        """This agent with another active session (dataclasses.replace, spelt out: it is on a hot path)."""
+        return AgentRecord(
+            self.id,
+            self.user_id,
+            self.type,
+            self.descriptor,
+            session_id,
+            self.permissions,
+            self.tokens,
+            self.stats,
+            self.lifecycle,
+            self.created_at,
+            updated_at,
+        )
+
 
 class AgentChanges(TypedDict, total=False):
     """The fields `AgentsRepository.update` can change; None keeps descriptor, permissions and stats."""
@@ -120,11 +136,20 @@ class AgentsRepository(CachedRepository[str, AgentRecord]):
         )
 
     def row_of(self, record: AgentRecord) -> dict[str, Any]:
-        row = super().row_of(record)
-        for name in ("descriptor", "permissions", "stats"):
-            row[name] = json_encode(row[name])
-        row["tokens"] = None if record.tokens is None else json_encode(record.tokens)
-        return row
+        # Spelt out rather than looped over `fields`: it runs in every create_agent_with_session.
+        return {
+            "id": record.id,
+            "user_id": record.user_id,
+            "type": record.type,
+            "descriptor": json_encode(record.descriptor),
+            "active_session_id": record.active_session_id,
+            "permissions": json_encode(record.permissions),
+            "tokens": None if record.tokens is None else json_encode(record.tokens),
+            "stats": json_encode(record.stats),
+            "lifecycle": record.lifecycle,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+        }
 
     async def find_by_id(self, id: str) -> AgentRecord | None:
         """The agent with this id; a cache miss always asks the database."""
@@ -143,11 +168,18 @@ class AgentsRepository(CachedRepository[str, AgentRecord]):
             return _agents_sort(list(self._cache.records.values()))
         return await self._read_cached(self._query().order_by("updated_at"), complete=True)
 
-    async def find_by_user_id(self, user_id: str) -> list[AgentRecord]:
-        """The agents of a user by updated_at; rows read from the database join the cache."""
+    async def find_by_user_id(self, user_id: str, *, type: str | None = None) -> list[AgentRecord]:
+        """The agents of a user (of one type, if given) by updated_at; rows read from the database join the cache."""
         if self._cache.all_loaded:
-            return _agents_sort([record for record in self._cache.records.values() if record.user_id == user_id])
-        return await self._read_cached(self._query(user_id=user_id).order_by("updated_at"))
+            return _agents_sort(
+                [
+                    record
+                    for record in self._cache.records.values()
+                    if record.user_id == user_id and (type is None or record.type == type)
+                ]
+            )
+        query = self._query(user_id=user_id) if type is None else self._query(user_id=user_id, type=type)
+        return await self._read_cached(query.order_by("updated_at"))
 
     async def create(self, record: AgentRecord) -> None:
         """Inserts the agent or overwrites every column of an existing one, then caches the record."""

@@ -1,4 +1,4 @@
-"""Who an operation acts for: a user, and optionally one of that user's agents (legacy C5)."""
+"""Who an operation acts for: a user, and optionally one of that user's agents, with the legacy rules for both ids."""
 
 from __future__ import annotations
 

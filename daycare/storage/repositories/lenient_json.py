@@ -1,7 +1,7 @@
 """Reading JSON columns that may hold anything: the legacy parse fallbacks in one place.
 
-Each repository falls back to a default instead of failing when a stored JSON value is broken
-(legacy-behavior.md §2, "parse fallbacks"); these helpers give those defaults.
+Like the legacy repositories, each falls back to a default instead of failing when a stored
+JSON value is broken; these helpers give those defaults.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.engine_process import engine_start_stop
 from tests.conftest import ROOT, legacy_path
 from tests.storage.migrations.migrated import VERSIONS
 
@@ -202,30 +203,8 @@ def test_adding_a_nullable_column_as_the_docs_say(tmp_path: Path) -> None:
 
     env = {key: value for key, value in os.environ.items() if key != "DAYCARE_DB_URL"}
     env["PYTHONPATH"] = str(project)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daycare", "start", "--db", str(path)],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        started = ""
-        for _ in range(50):
-            started = process.stderr.readline()
-            if "engine started" in started or not started:
-                break
-        assert "engine started" in started, started
-        assert f"{len(VERSIONS) + 1} migrations applied, none pending" in started
-        process.send_signal(signal.SIGTERM)
-        _, rest = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, rest
+    started = engine_start_stop([sys.executable, "-m", "daycare", "start", "--db", path], cwd=project, env=env)
+    assert f"{len(VERSIONS) + 1} migrations applied, none pending" in started
 
     # 5. Every repository reads the rows (the populated ones and what the engine's start added),
     # the new column notwithstanding.

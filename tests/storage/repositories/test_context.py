@@ -1,4 +1,4 @@
-"""Context: the legacy C5 rules."""
+"""Context: trimmed, required user and agent ids, as the legacy Context had them."""
 
 from __future__ import annotations
 

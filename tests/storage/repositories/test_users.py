@@ -3,10 +3,12 @@ nametagGenerate.spec, plus the cache, atomic-create and error cases of issue 3."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from tortoise.exceptions import IntegrityError
@@ -303,3 +305,33 @@ async def test_rows_are_stored_as_legacy_wrote_them(storage: Storage) -> None:
         keys = plain.execute("SELECT user_id, connector_key FROM user_connector_keys ORDER BY id").fetchall()
     assert user == ("u1", 0, 10, 10, None, "Carol O'Brien ☕", "carol123", "integer")
     assert keys == [("u1", "telegram:5"), ("u1", "whatsapp:+1")]
+
+
+@pytest.mark.parametrize("reader", ["_row_load", "_read_with_keys"])
+async def test_a_slow_load_never_caches_the_user_a_write_replaced(
+    db: Database, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    """The driver suspends after a read (as asyncpg does); a write commits meanwhile; the old row must not win."""
+    await UsersRepository(db).create(id="u1", nametag="first", created_at=1)
+    repo = UsersRepository(db)
+    read_done, release = asyncio.Event(), asyncio.Event()
+    original = getattr(repo, reader)
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        result = await original(*args, **kwargs)
+        read_done.set()
+        await release.wait()
+        return result
+
+    monkeypatch.setattr(repo, reader, slow)
+    load = asyncio.create_task(repo.find_by_id("u1") if reader == "_row_load" else repo.find_all())
+    await read_done.wait()
+    monkeypatch.setattr(repo, reader, original)
+    await repo.add_connector_key("u1", "telegram:1")
+    await repo.update("u1", updated_at=99)
+    release.set()
+    await load
+    fresh = await UsersRepository(db).find_by_id("u1")
+    assert fresh is not None and fresh.updated_at == 99 and len(fresh.connector_keys) == 1
+    assert await repo.find_by_id("u1") == fresh
+    assert await repo.find_by_connector_key("telegram:1") == fresh
