@@ -3,6 +3,7 @@
 
     python3 dev.py start   # the engine on the default database (~/.daycare/daycare.db)
     python3 dev.py test    # ruff, mypy on daycare/, pytest, then the storage and engine tests on the yielding backend
+                           # (installs bubblewrap first when it is missing and apt-get may be used as root)
 
 Extra arguments go to `daycare start` or to pytest.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -32,6 +34,30 @@ def environment_ensure() -> None:
         stamp.write_text(digest)
 
 
+def bubblewrap_ensure() -> None:
+    """Installs bubblewrap (the process sandbox) when `bwrap` is missing and apt-get may be used as root;
+    otherwise carries on, and the sandbox tests skip saying why."""
+    if (
+        shutil.which("bwrap")
+        or not sys.platform.startswith("linux")
+        or os.geteuid() != 0
+        or not shutil.which("apt-get")
+    ):
+        return
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+
+    def quiet(*command: str) -> int:
+        return subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment).returncode
+
+    install = ("apt-get", "install", "-y", "--no-install-recommends", "bubblewrap")
+    if quiet(*install):
+        # A fresh container may have no package lists yet.
+        quiet("apt-get", "update", "-qq")
+        quiet(*install)
+    if not shutil.which("bwrap"):
+        print("dev.py: could not install bubblewrap; the sandbox tests will be skipped", file=sys.stderr)
+
+
 def run(*command: str | Path) -> None:
     result = subprocess.run([str(part) for part in command], cwd=ROOT)
     if result.returncode:
@@ -44,6 +70,7 @@ def main(argv: list[str]) -> None:
     environment_ensure()
     if argv[0] == "start":
         os.execv(BIN / "daycare", [str(BIN / "daycare"), "start", *argv[1:]])
+    bubblewrap_ensure()
     run(BIN / "ruff", "check", ".")
     run(BIN / "ruff", "format", "--check", ".")
     run(BIN / "mypy", "daycare")

@@ -1,27 +1,70 @@
-"""The `daycare` command: upgrade, db status, db check and start.
+"""The `daycare` command: upgrade, db status, db check, start and restore.
 
-User errors print a few lines and exit 1; they never show a traceback.
+User errors print a few lines and exit 1; they never show a traceback. The exit codes are in
+EXIT_CODES, which `daycare --help` shows. Log lines go to stderr with a timestamp.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
+
+from tortoise.exceptions import BaseORMException
 
 from daycare.config import Config, config_load
 from daycare.engine import Engine
-from daycare.storage.db.database import database_close, database_open
+from daycare.storage.db.database import (
+    DatabaseLocation,
+    database_close,
+    database_failure,
+    database_location,
+    database_open,
+    database_writable_check,
+)
+from daycare.storage.db.lock import UPGRADE, database_lock_wait
 from daycare.storage.errors import StorageError
 from daycare.storage.migrations.inspection import FileKind, FileState
 from daycare.storage.migrations.legacy import LEGACY_STEPS
-from daycare.storage.migrations.migrate import database_migrate, database_status
-from daycare.storage.migrations.schema_check import database_schema_check, schema_report
+from daycare.storage.migrations.legacy.context import LegacySkips
+from daycare.storage.migrations.migrate import CheckOutcome, database_check, database_migrate, database_status
+from daycare.storage.migrations.restore import database_restore
+from daycare.storage.migrations.schema_check import schema_report
+from daycare.storage.repositories.data_check import data_report, database_data_check
+
+EXIT_OLDER_LEGACY = 3  # db check: a legacy file that stopped part-way; daycare upgrade will bring it up to date
+EXIT_UNREADABLE_ROWS = 4  # db check --data: rows that cannot be read (the engine skips them)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_CODES = f"""exit codes:
+  0    done (db check: the schema matches, or the file has no tables yet)
+  1    an error, explained in a few lines (db check: schema drift, or not a Daycare file)
+  2    wrong arguments
+  {EXIT_OLDER_LEGACY}    db check: an older legacy file; daycare upgrade will upgrade it
+  {EXIT_UNREADABLE_ROWS}    db check --data: rows that cannot be read, listed by table and key
+  {EXIT_INTERRUPTED}  interrupted by Ctrl-C (129, 143: by SIGHUP, SIGTERM while starting); rerunning continues
+"""
+
+
+class CommandInterrupted(Exception):
+    """A signal ended a command early; the message says what state it left the file in."""
+
+    def __init__(self, message: str, code: int = EXIT_INTERRUPTED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _version() -> str:
+    try:
+        return version("daycare")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _location_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,17 +74,28 @@ def _location_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parser_build() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="daycare", description="Daycare storage and engine.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="daycare",
+        description="Daycare storage and engine.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"daycare {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     upgrade = commands.add_parser("upgrade", help="bring the database up to date")
     _location_arguments(upgrade)
     upgrade.add_argument("--no-backup", action="store_true", help="do not write <name>.bak-<time> first")
     db = commands.add_parser("db", help="inspect the database")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     _location_arguments(db_commands.add_parser("status", help="fresh, legacy or under Aerich; applied and pending"))
-    _location_arguments(db_commands.add_parser("check", help="compare the schema with the expected one"))
-    start = commands.add_parser("start", help="run the engine until SIGINT or SIGTERM")
+    check = db_commands.add_parser("check", help="compare the schema with the expected one")
+    _location_arguments(check)
+    check.add_argument("--data", action="store_true", help="then read every row and list those that cannot be read")
+    start = commands.add_parser("start", help="run the engine until SIGINT, SIGTERM or SIGHUP")
     _location_arguments(start)
+    restore = commands.add_parser("restore", help="put a backup in place of the database (the current file is kept)")
+    restore.add_argument("backup", metavar="BACKUP", help="a backup file, e.g. daycare.db.bak-<time>")
+    _location_arguments(restore)
     return parser
 
 
@@ -71,16 +125,52 @@ class ProgressBar:
 
 
 async def command_upgrade(config: Config, args: argparse.Namespace) -> int:
-    db = await database_open(config.db_location)
+    location = database_location(config.db_location)
+    skipped = LegacySkips()
+    migrating = False
     try:
-        applied = await database_migrate(db, backup=not args.no_backup, notify=print, progress=ProgressBar())
-    finally:
-        await database_close(db)
-    if applied:
-        print(f"Upgraded {db.location.display}: applied {', '.join(applied)}.")
-    else:
-        print(f"{db.location.display} is up to date.")
+        # Held for the whole upgrade; another upgrade is waited for, a running engine refuses it.
+        with await database_lock_wait(location.path, UPGRADE, notify=print) or contextlib.nullcontext():
+            database_writable_check(location.path)  # before SQLite opens it and leaves read-only -wal and -shm
+            db = await database_open(location)
+            try:
+                migrating = True
+                applied = await database_migrate(
+                    db, backup=not args.no_backup, notify=print, progress=ProgressBar(), skipped=skipped
+                )
+            finally:
+                await database_close(db)
+    except asyncio.CancelledError:
+        if not migrating:
+            raise CommandInterrupted(f"interrupted; nothing was changed in {location.display}.") from None
+        raise CommandInterrupted(await _interrupted_text(location, "interrupted.", "daycare upgrade")) from None
+    if not applied:
+        print(f"{location.display} is up to date.")
+        return 0
+    skips = f"; skipped {skipped.count} piece(s) of legacy data (a warning above names each)" if skipped.count else ""
+    print(f"Upgraded {location.display}: applied {', '.join(applied)}{skips}.")
     return 0
+
+
+async def _interrupted_text(location: DatabaseLocation, headline: str, command: str) -> str:
+    """What an interrupted upgrade (or engine start) left: the file's state, and that a rerun continues."""
+    try:
+        db = await database_open(location, read_only=True)
+        try:
+            status = await database_status(db)
+        finally:
+            await database_close(db)
+        now = f"{location.display} is now {_state_text(status.state)}; pending: {', '.join(status.pending) or 'none'}."
+    except StorageError as exc:
+        now = f"Its state could not be read: {exc.problem}"
+    return "\n".join(
+        (
+            f"{headline} The file is consistent: each legacy step and each migration commits on its own (a long"
+            " step in batches), so what finished is kept and what was running was rolled back.",
+            now,
+            f"Run {command} again to continue from there.",
+        )
+    )
 
 
 def _state_text(state: FileState) -> str:
@@ -98,7 +188,7 @@ def _state_text(state: FileState) -> str:
 
 
 async def command_status(config: Config, args: argparse.Namespace) -> int:
-    db = await database_open(config.db_location, create=False)
+    db = await database_open(config.db_location, read_only=True)
     try:
         status = await database_status(db)
     finally:
@@ -106,38 +196,93 @@ async def command_status(config: Config, args: argparse.Namespace) -> int:
     print(f"Database: {db.location.display} (from {config.source})")
     print(f"State:    {_state_text(status.state)}")
     print(f"Applied:  {', '.join(status.applied) or 'none'}")
-    print(f"Pending:  {', '.join(status.pending) or 'none'}")
+    if status.unknown:
+        print(f"Unknown:  {', '.join(status.unknown)} (applied by a newer Daycare)")
+        print("Pending:  cannot tell: a newer Daycare migrated this file; upgrade daycare to open it")
+    else:
+        print(f"Pending:  {', '.join(status.pending) or 'none'}")
     return 0
 
 
 async def command_check(config: Config, args: argparse.Namespace) -> int:
-    db = await database_open(config.db_location, create=False)
+    db = await database_open(config.db_location, read_only=True)
     try:
-        status = await database_status(db)
-        issues = [] if status.state.kind is FileKind.FRESH else await database_schema_check(db)
+        check = await database_check(db)
     finally:
         await database_close(db)
-    if status.state.kind is FileKind.FRESH:
-        print(f"{db.location.display} has no tables yet; run daycare upgrade to create them.")
+    where = db.location.display
+    if check.outcome is CheckOutcome.FRESH:
+        print(f"{where} has no tables yet; run daycare upgrade to create them.")
         return 0
-    if issues:
-        print(f"Schema drift in {db.location.display}:")
-        print(schema_report(issues))
+    if check.outcome is CheckOutcome.OLDER_LEGACY:
+        recorded = len(LEGACY_STEPS) - len(check.status.state.legacy_missing)
+        print(f"{where} is an older legacy file ({recorded} of {len(LEGACY_STEPS)} legacy steps recorded).")
+        print("daycare upgrade will upgrade it (after a backup); its schema is checked once it is up to date.")
+        return EXIT_OLDER_LEGACY
+    if check.outcome is CheckOutcome.DRIFT:
+        print(f"Schema drift in {where}:")
+        print(schema_report(check.issues))
         return 1
-    print(f"{db.location.display}: the schema matches the migrations it records.")
+    print(f"{where}: the schema matches the migrations it records.")
+    if check.status.pending:
+        print(f"Pending: {', '.join(check.status.pending)}; daycare upgrade applies them.")
+    if args.data:
+        return await command_check_data(config)
+    return 0
+
+
+async def command_check_data(config: Config) -> int:
+    """The data pass of `db check --data` (after the schema matched): lists the rows reads skip."""
+    db = await database_open(config.db_location, read_only=True)
+    try:
+        unreadable = await database_data_check(db)
+    finally:
+        await database_close(db)
+    if unreadable:
+        print(f"{len(unreadable)} row(s) cannot be read; the engine skips them:")
+        print(data_report(unreadable))
+        return EXIT_UNREADABLE_ROWS
+    print(f"{db.location.display}: every row can be read.")
     return 0
 
 
 async def command_start(config: Config, args: argparse.Namespace) -> int:
     stopping = asyncio.Event()
+    received: list[signal.Signals] = []
+    starting = asyncio.current_task()
+    engine = Engine(config)
+
+    def stop(signum: signal.Signals) -> None:
+        received.append(signum)
+        if starting is not None and len(received) == 1 and not stopping.is_set():
+            starting.cancel()  # still starting: stop at once, start() undoes what it did
+        stopping.set()
+
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop, signum)
     log = logging.getLogger("daycare.engine")
-    async with Engine(config) as engine:
+    try:
+        await engine.start()
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        headline = f"{received[0].name} while starting: the engine stopped before it ran."
+        text = await _interrupted_text(database_location(config.db_location), headline, "daycare start")
+        raise CommandInterrupted(text, 128 + received[0]) from None
+    starting = None
+    try:
         log.info("%s", (await engine.summary()).line())
         await stopping.wait()
-        log.info("stopping the engine")
+        log.info("stopping the engine (%s)", received[0].name if received else "stop requested")
+    finally:
+        await engine.stop()
+    return 0
+
+
+async def command_restore(config: Config, args: argparse.Namespace) -> int:
+    restored = await database_restore(args.backup, config.db_location)
+    print("\n".join(restored.lines()))
     return 0
 
 
@@ -146,22 +291,41 @@ COMMANDS: dict[tuple[str, str | None], Callable[[Config, argparse.Namespace], Co
     ("db", "status"): command_status,
     ("db", "check"): command_check,
     ("start", None): command_start,
+    ("restore", None): command_restore,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns its exit code."""
-    args = parser_build().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    path = None
     try:
+        args = parser_build().parse_args(argv)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
         config = config_load(db=args.db, settings=args.settings)
+        path = database_location(config.db_location).path
         command = COMMANDS[(args.command, getattr(args, "db_command", None))]
         return asyncio.run(command(config, args))
     except StorageError as exc:
         print(f"daycare: {exc}", file=sys.stderr)
         return 1
+    except BaseORMException as exc:
+        # A damaged file, a full disk or a read-only file met after the open; anything else is a defect.
+        if path is None:
+            raise
+        outcome = "What had completed is kept and the change that failed was rolled back"
+        if args.command == "db":
+            outcome = "The file was left as it was"
+        failure = database_failure(path, exc, outcome=outcome)
+        if failure is None:
+            raise
+        print(f"daycare: {failure}", file=sys.stderr)
+        return 1
+    except CommandInterrupted as exc:
+        print(f"daycare: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
-        return 130
+        print("daycare: interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from daycare.storage.errors import StorageError
 
 DB_URL_VARIABLE = "DAYCARE_DB_URL"
 DB_FILE_NAME = "daycare.db"
+SANDBOXES = ("bubblewrap", "none")
 
 
 def daycare_home() -> Path:
@@ -27,11 +28,13 @@ def daycare_home() -> Path:
 
 @dataclass(frozen=True)
 class Config:
-    """Where the database is and where that choice came from (for messages)."""
+    """Where the database is and where that choice came from (for messages), and the engine's settings."""
 
     db_location: str
     data_dir: Path
     source: str
+    sandbox: str = "bubblewrap"  # engine.sandbox: how processes run; "none" only when the settings say so
+    stop_processes: bool = False  # engine.stopProcesses: stop managed processes with the engine (legacy: no)
 
 
 def config_load(
@@ -39,9 +42,11 @@ def config_load(
     settings: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
-    """Resolves the database location; raises StorageError for an unreadable settings file."""
+    """Resolves the database location; raises StorageError for an empty `db` or an unreadable settings file."""
     environ = os.environ if environ is None else environ
-    if db:
+    if db is not None:
+        if not db.strip():
+            raise StorageError("--db is empty.", "Pass a database file or a sqlite:// URL, or leave --db out.")
         return Config(db, _data_dir_of(db), "--db")
     if settings is not None:
         return _settings_config(Path(settings).expanduser(), required=True)
@@ -68,20 +73,52 @@ def _settings_config(path: Path, required: bool) -> Config:
         if required:
             raise StorageError(f"Settings file not found: {path}", "Pass an existing file to --settings.") from None
         text = "{}"
+    except UnicodeDecodeError as exc:
+        raise StorageError(
+            f"Settings file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}).",
+            "Save it as UTF-8 JSON, or pass the database directly with --db.",
+        ) from None
     except OSError as exc:
         raise StorageError(f"Cannot read settings file {path}: {exc.strerror}") from None
     try:
-        settings = json.loads(text) if text.strip() else {}
+        settings = json.loads(text)
     except json.JSONDecodeError as exc:
         raise StorageError(
             f"Settings file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}).",
             "Fix the file, or pass the database directly with --db.",
         ) from None
-    engine = settings.get("engine") if isinstance(settings, dict) else None
-    engine = engine if isinstance(engine, dict) else {}
-    data_dir = _setting_path(engine, "dataDir", path) or daycare_home()
-    db_path = _setting_path(engine, "dbPath", path) or data_dir / DB_FILE_NAME
-    return Config(str(db_path), data_dir, str(path))
+    if not isinstance(settings, dict):
+        raise StorageError(
+            f"Settings file {path} does not hold a JSON object (it holds {_json_kind(settings)}).",
+            'It should look like {"engine": {"dataDir": "..."}}; or pass the database directly with --db.',
+        )
+    engine = settings.get("engine", {})
+    if not isinstance(engine, dict):
+        raise StorageError(f"Settings file {path}: engine must be an object, not {_json_kind(engine)}.")
+    data_dir = _setting_path(engine, "dataDir", path)
+    db_path = _setting_path(engine, "dbPath", path)
+    # Like the legacy code, settings that name neither fall back to ~/.daycare; the source says so.
+    source = str(path) if data_dir or db_path else f"{path}, which names no engine.dbPath or engine.dataDir"
+    data_dir = data_dir or daycare_home()
+    sandbox = engine.get("sandbox", "bubblewrap")
+    if sandbox not in SANDBOXES:
+        raise StorageError(
+            f"Settings file {path}: engine.sandbox is {json.dumps(sandbox)}; expected one of "
+            + ", ".join(json.dumps(name) for name in SANDBOXES)
+            + '. "none" runs processes unsandboxed.'
+        )
+    stop_processes = engine.get("stopProcesses", False)
+    if not isinstance(stop_processes, bool):
+        raise StorageError(f"Settings file {path}: engine.stopProcesses must be true or false.")
+    return Config(str(db_path or data_dir / DB_FILE_NAME), data_dir, source, sandbox, stop_processes)
+
+
+def _json_kind(value: object) -> str:
+    """`an array`, `a string`, ... for messages about a JSON value."""
+    if value is None:
+        return "null"
+    kinds = ((bool, "a boolean"), (int, "a number"), (float, "a number"), (str, "a string"), (list, "an array"))
+    return next((kind for cls, kind in kinds if isinstance(value, cls)), "an object")
 
 
 def _setting_path(engine: dict[str, object], key: str, settings_path: Path) -> Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -14,6 +15,7 @@ from typing import TextIO
 import pytest
 
 STARTED = "daycare.engine: engine started on"
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")  # what the log format puts first
 
 
 class LineReader:
@@ -33,7 +35,8 @@ class LineReader:
         self._queue.put(None)
 
     def until(self, prefix: str, timeout: float) -> str:
-        """The first line starting with `prefix`; fails with what was read if none comes within `timeout` seconds."""
+        """The first line starting with `prefix` after its timestamp, returned without the timestamp; fails with
+        what was read if none comes within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -43,8 +46,8 @@ class LineReader:
             if line is None:
                 break
             self.lines.append(line)
-            if line.startswith(prefix):
-                return line
+            if TIMESTAMP.sub("", line).startswith(prefix):
+                return TIMESTAMP.sub("", line)
         pytest.fail(f"no line starting with {prefix!r} on stderr (exit code {self.process.poll()}):\n{self.text()}")
 
     def text(self) -> str:

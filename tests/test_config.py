@@ -49,10 +49,64 @@ def test_order_is_flag_then_settings_flag_then_environment(home: Path, tmp_path:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{not json", "is not valid JSON"), ('{"engine": {"dbPath": 42}}', "engine.dbPath must be a non-empty string")],
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"engine": {"dbPath": 42}}', "engine.dbPath must be a non-empty string"),
+        ("[1, 2]", "does not hold a JSON object \\(it holds an array\\)"),
+        ('"daycare.db"', "does not hold a JSON object \\(it holds a string\\)"),
+        ("null", "does not hold a JSON object \\(it holds null\\)"),
+        ("42", "does not hold a JSON object \\(it holds a number\\)"),
+        ("", "is not valid JSON"),
+        ('{"engine": []}', "engine must be an object, not an array"),
+    ],
 )
 def test_bad_settings_are_explained(tmp_path: Path, content: str, message: str) -> None:
     settings = tmp_path / "s.json"
     settings.write_text(content)
     with pytest.raises(StorageError, match=message):
         config_load(settings=settings, environ={})
+
+
+def test_bad_settings_name_the_file(tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text("[1, 2]")
+    with pytest.raises(StorageError, match=f"Settings file {settings} does not hold a JSON object"):
+        config_load(settings=settings, environ={})
+
+
+def test_settings_that_are_not_utf8_are_explained(tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_bytes(b'{"engine": {"dbPath": "caf\xe9.db"}}')
+    with pytest.raises(StorageError, match=r"is not UTF-8 text \(byte 0xe9 at offset 26\)"):
+        config_load(settings=settings, environ={})
+
+
+@pytest.mark.parametrize("db", ["", "   "])
+def test_an_empty_db_flag_is_an_error_not_the_default(home: Path, db: str) -> None:
+    with pytest.raises(StorageError, match="--db is empty"):
+        config_load(db=db, environ={})
+
+
+def test_settings_naming_no_database_use_the_default_and_say_so(home: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text('{"other": 1}')
+    config = config_load(settings=settings, environ={})
+    assert config.db_location == str(home / ".daycare" / "daycare.db")
+    assert config.source == f"{settings}, which names no engine.dbPath or engine.dataDir"
+
+
+def test_engine_settings_for_processes(home: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"engine": {"dataDir": str(tmp_path)}}))
+    defaults = config_load(settings=settings)
+    assert (defaults.sandbox, defaults.stop_processes) == ("bubblewrap", False)
+    settings.write_text(json.dumps({"engine": {"dataDir": str(tmp_path), "sandbox": "none", "stopProcesses": True}}))
+    chosen = config_load(settings=settings)
+    assert (chosen.sandbox, chosen.stop_processes) == ("none", True)
+    for engine, message in (
+        ({"sandbox": "firejail"}, 'engine.sandbox is "firejail"; expected one of "bubblewrap", "none"'),
+        ({"stopProcesses": "yes"}, "engine.stopProcesses must be true or false"),
+    ):
+        settings.write_text(json.dumps({"engine": engine}))
+        with pytest.raises(StorageError, match=message):
+            config_load(settings=settings)

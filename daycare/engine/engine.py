@@ -3,7 +3,9 @@
 `start()` follows the legacy order: open and migrate the database, make sure the owner user
 exists, load the channels (subscribing their members again), then start crons, heartbeats
 and delayed signals. `stop()` stops those in reverse order and closes the database last. A
-failure during `start()` undoes what it had done, so nothing is left running or open.
+failure during `start()` undoes what it had done, so nothing is left running or open. The
+engine holds the database's lock (`<name>.lock`, see `daycare.storage.db.lock`) from before
+it opens the file until after it closes it, so a second engine on the same file is refused.
 """
 
 from __future__ import annotations
@@ -20,12 +22,23 @@ from daycare.engine.crons import Crons
 from daycare.engine.delayed_signals import DelayedSignals
 from daycare.engine.durable_inbox import DurableInboxAgentSystem
 from daycare.engine.events import EngineEvents
+from daycare.engine.expose_providers import LocalExposeProvider
+from daycare.engine.exposes import Exposes
 from daycare.engine.heartbeat_scheduler import DEFAULT_INTERVAL_MS
 from daycare.engine.heartbeats import Heartbeats
+from daycare.engine.processes import Processes
+from daycare.engine.sandbox import sandbox_from_setting
 from daycare.engine.signals import Signal, Signals, SignalSubscription
 from daycare.engine.summary import EngineSummary, engine_summary
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
-from daycare.storage.db.database import Database, database_close, database_open
+from daycare.storage.db.database import (
+    Database,
+    database_close,
+    database_location,
+    database_open,
+    database_writable_check,
+)
+from daycare.storage.db.lock import ENGINE, DatabaseLock, database_lock_wait
 from daycare.storage.facade import Storage
 from daycare.storage.migrations.migrate import database_migrate
 from daycare.storage.repositories.users import UserRecord
@@ -51,21 +64,29 @@ class EngineServices:
     channels: Channels
     crons: Crons
     heartbeats: Heartbeats
+    processes: Processes
+    exposes: Exposes
 
 
-async def owner_ensure(storage: Storage) -> UserRecord:
-    """The owner user, created if the file has none (legacy `ownerCtxEnsure`)."""
+async def owner_ensure(storage: Storage) -> UserRecord | None:
+    """The owner user, created if the file has none (legacy `ownerCtxEnsure`).
+
+    An owner row that exists but cannot be read (a bad row) is logged and left alone: None.
+    """
     owner = await storage.users.find_owner()
     if owner is not None:
         return owner
     try:
         return await storage.create_user(is_owner=True)
     except Exception:
-        # Another writer may have created it meanwhile.
+        # Another writer may have created it meanwhile, or its row is unreadable.
         owner = await storage.users.find_owner()
-        if owner is None:
-            raise RuntimeError("Failed to resolve owner user") from None
-        return owner
+        if owner is not None:
+            return owner
+        if await storage.users.owner_row_exists():
+            log.error("the owner's row cannot be read (see the warning above); the engine runs without an owner")
+            return None
+        raise RuntimeError("Failed to resolve owner user") from None
 
 
 def services_build(
@@ -130,6 +151,15 @@ def services_build(
             clock=clock,
             sleep=sleep,
         ),
+        processes=Processes(
+            processes=storage.processes,
+            data_dir=config.data_dir,
+            sandbox=sandbox_from_setting(config.sandbox),
+            clock=clock,
+            sleep=sleep,
+            stop_processes=config.stop_processes,
+        ),
+        exposes=Exposes(expose_endpoints=storage.expose_endpoints, providers=[LocalExposeProvider()], clock=clock),
     )
 
 
@@ -157,6 +187,7 @@ class Engine:
         self._sleep = sleep
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._db: Database | None = None
+        self._lock: DatabaseLock | None = None
         self._services: EngineServices | None = None
         self._started: list[tuple[str, _Service]] = []
 
@@ -178,10 +209,14 @@ class Engine:
         return ["signals", "channels", *(name for name, _ in self._started)]
 
     async def start(self) -> None:
-        if self._db is not None:
+        if self._db is not None or self._lock is not None:
             raise RuntimeError("The engine is already started.")
-        self._db = await database_open(self.config.db_location)
+        location = database_location(self.config.db_location)
+        # Held until stop() has closed the file: a second engine on it would undo this one's writes.
+        self._lock = await database_lock_wait(location.path, ENGINE, notify=log.info)
         try:
+            database_writable_check(location.path)  # an engine writes: refuse a read-only file before touching it
+            self._db = await database_open(location)
             await database_migrate(self._db, backup=self.backup)
             storage = Storage.from_database(self._db)
             await owner_ensure(storage)
@@ -198,6 +233,8 @@ class Engine:
                 ("crons", services.crons),
                 ("heartbeats", services.heartbeats),
                 ("delayed signals", services.delayed_signals),
+                ("processes", services.processes),
+                ("exposes", services.exposes),
             ):
                 # Recorded before it starts: a start that fails half-way is still stopped.
                 self._started.append((name, service))
@@ -208,9 +245,13 @@ class Engine:
             raise
 
     async def stop(self) -> None:
-        """Stops the schedulers in reverse start order, then closes the database; safe to call twice."""
+        """Stops the schedulers in reverse start order, closes the database, then releases its lock.
+
+        Safe to call twice.
+        """
         started, self._started = self._started, []
         db, self._db, self._services = self._db, None, None
+        lock, self._lock = self._lock, None
         try:
             for name, service in reversed(started):
                 try:
@@ -218,8 +259,12 @@ class Engine:
                 except Exception:
                     log.exception("stopping %s failed", name)
         finally:
-            if db is not None:
-                await database_close(db)
+            try:
+                if db is not None:
+                    await database_close(db)
+            finally:
+                if lock is not None:
+                    lock.release()
 
     async def summary(self) -> EngineSummary:
         """What the running engine holds, for the startup line."""

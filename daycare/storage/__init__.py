@@ -12,9 +12,11 @@ and `database_close`. `docs/api.md` has a runnable example.
 """
 
 from daycare.storage.db.database import Database, database_close, database_open
-from daycare.storage.errors import DatabaseRefused, StorageError
+from daycare.storage.db.lock import DatabaseInUse
+from daycare.storage.errors import DatabaseLocked, DatabaseRefused, StorageError, TransactionConflict
 from daycare.storage.facade import AgentWithSession, Storage, storage_open
 from daycare.storage.migrations.migrate import DatabaseStatus, database_migrate, database_status
+from daycare.storage.migrations.restore import database_restore
 from daycare.storage.migrations.schema_check import database_schema_check
 from daycare.storage.repositories.agents import AgentRecord
 from daycare.storage.repositories.channel_messages import ChannelMessageRecord
@@ -22,6 +24,7 @@ from daycare.storage.repositories.channels import ChannelMemberRecord, ChannelRe
 from daycare.storage.repositories.connections import ConnectionRecord
 from daycare.storage.repositories.context import Context, context_for_agent, context_for_user
 from daycare.storage.repositories.cron_tasks import CronTaskRecord
+from daycare.storage.repositories.data_check import UnreadableRow, database_data_check
 from daycare.storage.repositories.delayed_signals import DelayedSignalRecord
 from daycare.storage.repositories.expose_endpoints import ExposeEndpointRecord
 from daycare.storage.repositories.heartbeat_tasks import HeartbeatTaskRecord
@@ -48,6 +51,8 @@ __all__ = [
     "Context",
     "CronTaskRecord",
     "Database",
+    "DatabaseInUse",
+    "DatabaseLocked",
     "DatabaseRefused",
     "DatabaseStatus",
     "DelayedSignalRecord",
@@ -64,12 +69,16 @@ __all__ = [
     "SystemPromptRecord",
     "TaskRecord",
     "TokenStatsRecord",
+    "TransactionConflict",
+    "UnreadableRow",
     "UserRecord",
     "context_for_agent",
     "context_for_user",
     "database_close",
+    "database_data_check",
     "database_migrate",
     "database_open",
+    "database_restore",
     "database_schema_check",
     "database_status",
     "storage_open",

@@ -14,3 +14,11 @@ class StorageError(Exception):
 
 class DatabaseRefused(StorageError):
     """The file is not one this version can adopt; it was left exactly as it was."""
+
+
+class DatabaseLocked(StorageError):
+    """Another process held the database's lock for longer than the client's lock timeout."""
+
+
+class TransactionConflict(StorageError):
+    """A transaction met another process's write after it had begun and cannot go on; it must run again."""

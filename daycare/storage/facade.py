@@ -8,6 +8,7 @@ only after the COMMIT, as the cache rule of `daycare.storage.repositories.cache`
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,9 +17,12 @@ from typing import Unpack
 
 from tortoise.exceptions import IntegrityError
 
-from daycare.storage.db.database import Database, database_close, database_open
+from daycare.storage.db.database import Database, database_close, database_location, database_open
+from daycare.storage.db.lock import SCRIPT, database_lock_wait
+from daycare.storage.errors import StorageError
 from daycare.storage.identifiers import cuid_create, nametag_generate
-from daycare.storage.migrations.migrate import database_migrate
+from daycare.storage.migrations.inspection import FileKind
+from daycare.storage.migrations.migrate import database_migrate, database_status
 from daycare.storage.repositories.agents import AgentRecord, AgentsRepository
 from daycare.storage.repositories.channel_messages import ChannelMessagesRepository
 from daycare.storage.repositories.channels import ChannelsRepository
@@ -31,6 +35,7 @@ from daycare.storage.repositories.history import HistoryRecord, HistoryRepositor
 from daycare.storage.repositories.inbox import InboxRepository
 from daycare.storage.repositories.locks import KeyedLocks
 from daycare.storage.repositories.processes import ProcessesRepository
+from daycare.storage.repositories.record_checks import key_check
 from daycare.storage.repositories.sessions import SessionsRepository
 from daycare.storage.repositories.signal_events import SignalEventsRepository
 from daycare.storage.repositories.signal_subscriptions import SignalSubscriptionsRepository
@@ -45,6 +50,7 @@ from daycare.storage.repositories.users import (
     UserRecord,
     UsersRepository,
     constraint_failed_on,
+    key_normalize,
 )
 
 
@@ -96,9 +102,12 @@ class Storage:
         return await self._user_create_generated(**fields)
 
     async def resolve_user_by_connector_key(self, connector_key: str) -> UserRecord:
-        """The user with this connector key (trimmed), created with a generated nametag if new;
-        calls for one key wait for each other, and a key taken meanwhile resolves to its user."""
-        key = connector_key.strip()
+        """The user with this connector key (trimmed; its NFC and NFD spellings are one key), created with a
+        generated nametag if new; calls for one key wait for each other, and a key taken meanwhile resolves
+        to its user. A blank or None key raises ValueError."""
+        if connector_key is not None and not isinstance(connector_key, str):
+            raise TypeError(f"connectorKey must be a string, got {type(connector_key).__name__}")
+        key = key_normalize((connector_key or "").strip())
         if not key:
             raise ValueError("connectorKey is required")
         async with self.connector_key_locks.hold(key):
@@ -148,7 +157,9 @@ class Storage:
 
     async def append_history(self, agent_id: str, record: HistoryRecord) -> None:
         """Appends to the agent's active session; an agent without one gets a new session first,
-        in the same transaction as the append. Raises LookupError for an unknown agent."""
+        in the same transaction as the append. Raises LookupError for an unknown agent (or one whose row
+        cannot be read), ValueError for a blank agent id or a record that cannot be stored."""
+        key_check(agent_id, "History append agent_id")
         history_record_check(record)
         agent = await self.agents.find_by_id(agent_id)
         if agent is None:
@@ -184,22 +195,38 @@ class Storage:
 
 @asynccontextmanager
 async def storage_open(
-    location: str | os.PathLike[str] | None = None, *, backup: bool = True
+    location: str | os.PathLike[str] | None = None, *, backup: bool = True, read_only: bool = False
 ) -> AsyncIterator[Storage]:
-    """Opens a database for reading and writing, without starting any service, and closes it on exit.
+    """Opens a database without starting any service, and closes it on exit.
 
     `location` is a path or a `sqlite://` URL; None finds the database as `daycare` does (--db,
-    DAYCARE_DB_URL, ~/.daycare/settings.json, ~/.daycare/daycare.db). A pending migration is
-    applied first, after a backup unless `backup` is False; a file that cannot be adopted raises
-    DatabaseRefused and is left unchanged.
+    DAYCARE_DB_URL, ~/.daycare/settings.json, ~/.daycare/daycare.db). For reading and writing, the
+    database's lock is held as an engine holds it (DatabaseInUse names a running engine: two
+    writers would each trust caches the other makes stale), and a pending migration is applied
+    first, after a backup unless `backup` is False. `read_only` takes no lock and changes nothing;
+    it refuses a file that still needs `daycare upgrade`.
     """
     if location is None:
         from daycare.config import config_load  # not at the top: daycare.config imports daycare.storage
 
         location = config_load().db_location
-    db = await database_open(location)
-    try:
-        await database_migrate(db, backup=backup)
-        yield Storage.from_database(db)
-    finally:
-        await database_close(db)
+    target = database_location(location)
+    with contextlib.ExitStack() as held:
+        if not read_only:
+            lock = await database_lock_wait(target.path, SCRIPT)
+            if lock is not None:
+                held.enter_context(lock)
+        db = await database_open(target, create=not read_only, read_only=read_only)
+        try:
+            if read_only:
+                status = await database_status(db)
+                if status.pending or status.state.kind is not FileKind.AERICH:
+                    raise StorageError(
+                        f"{target.display} needs an upgrade before it can be read.",
+                        "Run daycare upgrade first, or open it for writing (it is then upgraded).",
+                    )
+            else:
+                await database_migrate(db, backup=backup)
+            yield Storage.from_database(db)
+        finally:
+            await database_close(db)

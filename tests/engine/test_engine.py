@@ -15,7 +15,9 @@ from daycare.engine import engine as engine_module
 from daycare.engine.channels import Channels
 from daycare.engine.crons import Crons
 from daycare.engine.delayed_signals import DelayedSignals
+from daycare.engine.exposes import Exposes
 from daycare.engine.heartbeats import Heartbeats
+from daycare.engine.processes import Processes
 from daycare.storage.errors import DatabaseRefused
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
@@ -84,14 +86,29 @@ async def test_start_and_stop_follow_the_legacy_order(tmp_path: Path, monkeypatc
     recording(engine_module, "database_migrate", "migrate")
     recording(engine_module, "owner_ensure", "owner")
     recording(Channels, "load", "channels.load")
-    for cls, label in ((Crons, "crons"), (Heartbeats, "heartbeats"), (DelayedSignals, "delayed signals")):
+    services = (
+        (Crons, "crons"),
+        (Heartbeats, "heartbeats"),
+        (DelayedSignals, "delayed signals"),
+        (Processes, "processes"),
+        (Exposes, "exposes"),
+    )
+    for cls, label in services:
         recording(cls, "start", f"{label}.start")
         recording(cls, "stop", f"{label}.stop")
     recording(engine_module, "database_close", "close")
 
     engine = Engine(engine_config(tmp_path / "daycare.db"))
     await engine.start()
-    assert engine.started_services == ["signals", "channels", "crons", "heartbeats", "delayed signals"]
+    assert engine.started_services == [
+        "signals",
+        "channels",
+        "crons",
+        "heartbeats",
+        "delayed signals",
+        "processes",
+        "exposes",
+    ]
     await engine.stop()
     assert calls == [
         "migrate",
@@ -100,6 +117,10 @@ async def test_start_and_stop_follow_the_legacy_order(tmp_path: Path, monkeypatc
         "crons.start",
         "heartbeats.start",
         "delayed signals.start",
+        "processes.start",
+        "exposes.start",
+        "exposes.stop",
+        "processes.stop",
         "delayed signals.stop",
         "heartbeats.stop",
         "crons.stop",
@@ -116,12 +137,12 @@ async def test_a_failure_during_start_stops_what_started_and_closes_the_database
     path = tmp_path / "daycare.db"
     async with Engine(engine_config(path)):
         pass
-    # A heartbeat row without a task id: the heartbeats cannot load it, after the crons started.
-    connection = sqlite3.connect(path)
-    connection.execute("PRAGMA foreign_keys = OFF")
-    connection.execute("INSERT INTO tasks_heartbeat VALUES ('broken', '  ', 'user-1', 'Broken', NULL, 1, 1)")
-    connection.commit()
-    connection.close()
+
+    # The heartbeats fail to start, after the crons started (a bad row no longer fails a load: it is skipped).
+    async def refuse(self: Heartbeats) -> None:
+        raise ValueError("the heartbeats cannot start")
+
+    monkeypatch.setattr(Heartbeats, "start", refuse)
     closed: list[str] = []
     original_close = engine_module.database_close
 
@@ -133,7 +154,7 @@ async def test_a_failure_during_start_stops_what_started_and_closes_the_database
     before = {task.get_name() for task in asyncio.all_tasks()}
 
     engine = Engine(engine_config(path))
-    with pytest.raises(ValueError, match="^Heartbeat trigger broken is missing required task_id.$"):
+    with pytest.raises(ValueError, match="^the heartbeats cannot start$"):
         await engine.start()
 
     assert closed == [str(path)]
@@ -141,12 +162,9 @@ async def test_a_failure_during_start_stops_what_started_and_closes_the_database
     assert engine.started_services == []
     with pytest.raises(RuntimeError, match="not started"):
         _ = engine.services
-    connection = sqlite3.connect(path)
-    connection.execute("DELETE FROM tasks_heartbeat")
-    connection.commit()
-    connection.close()
+    monkeypatch.undo()
     async with Engine(engine_config(path)) as again:  # the file was left usable
-        assert again.started_services[-1] == "delayed signals"
+        assert again.started_services[-1] == "exposes"
 
 
 async def test_start_creates_the_owner_when_the_file_has_none(tmp_path: Path) -> None:
@@ -229,7 +247,7 @@ async def test_the_summary_names_the_file_its_state_counts_and_services(tmp_path
     assert line == (
         f"engine started on {path} (schema aerich: {len(VERSIONS)} migrations applied, none pending); "
         "1 user, 0 agents, 0 cron triggers, 0 heartbeat triggers; "
-        "services: signals, channels, crons, heartbeats, delayed signals"
+        "services: signals, channels, crons, heartbeats, delayed signals, processes, exposes"
     )
 
 
@@ -270,3 +288,18 @@ async def test_a_runtime_plugs_its_own_agent_system_into_the_engine(tmp_path: Pa
     ]
     # Nothing reached the durable inbox: the default agent system was not used.
     assert file_query(tmp_path / "daycare.db", "SELECT count(*) FROM inbox") == [(0,)]
+
+
+async def test_an_unreadable_owner_row_does_not_stop_the_engine(
+    legacy_copy: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = legacy_copy("populated.db")
+    connection = sqlite3.connect(path)
+    connection.execute("UPDATE users SET created_at = 'abc' WHERE is_owner = 1")
+    connection.commit()
+    connection.close()
+    async with Engine(engine_config(path)) as engine:
+        assert await engine.storage.users.find_owner() is None
+        assert engine.started_services[-1] == "exposes"
+    assert "the owner's row cannot be read" in caplog.text
+    assert file_query(path, "SELECT count(*) FROM users WHERE is_owner = 1") == [(1,)]  # no second owner

@@ -14,8 +14,10 @@ from daycare.engine.cron_scheduler import CronScheduler
 from daycare.engine.crons import Crons
 from daycare.engine.delayed_signals import DelayedSignals
 from daycare.engine.durable_inbox import DurableInboxAgentSystem
+from daycare.engine.exposes import Exposes
 from daycare.engine.heartbeat_scheduler import HeartbeatScheduler
 from daycare.engine.heartbeats import Heartbeats
+from daycare.engine.processes import Processes
 from daycare.engine.signals import Signals
 
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "daycare" / "engine"
@@ -28,6 +30,8 @@ SERVICES: list[Callable[..., Any]] = [
     Heartbeats,
     HeartbeatScheduler,
     DurableInboxAgentSystem,
+    Processes,
+    Exposes,
 ]
 
 

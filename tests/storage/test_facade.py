@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.facade import Storage
 from daycare.storage.migrations.migrate import database_migrate
 from daycare.storage.repositories.history import HistoryRecord
+from tests.conftest import legacy_path
 from tests.storage.helpers import agent_record, owner_id
 
 FAILURES = (IntegrityError, OperationalError)
@@ -361,3 +363,29 @@ async def test_flows_wait_for_repository_locks_without_deadlock(storage: Storage
     flows = [storage.create_agent_with_session(dataclasses.replace(record, updated_at=1)) for _ in range(5)]
     await asyncio.wait_for(asyncio.gather(*updates, *flows), timeout=10)
     assert await count(storage.db, "SELECT COUNT(*) FROM sessions") == 5
+
+
+async def test_storage_open_holds_the_lock_an_engine_holds(tmp_path: Path) -> None:
+    from daycare.engine import Engine
+    from daycare.storage import StorageError, storage_open
+    from daycare.storage.db.lock import DatabaseInUse
+    from tests.engine.helpers import engine_config
+
+    path = tmp_path / "daycare.db"
+    async with Engine(engine_config(path)):
+        with pytest.raises(DatabaseInUse, match="engine"):
+            async with storage_open(path):
+                pass
+        async with storage_open(path, read_only=True) as storage:  # reading needs no lock
+            assert (await storage.users.find_owner()) is not None
+    async with storage_open(path) as storage:  # the engine released it
+        async with storage_open(path, read_only=True):
+            pass
+        with pytest.raises(DatabaseInUse, match="script"):
+            async with storage_open(path):
+                pass
+    legacy = tmp_path / "legacy.db"
+    shutil.copyfile(legacy_path("empty.db"), legacy)
+    with pytest.raises(StorageError, match="needs an upgrade"):
+        async with storage_open(legacy, read_only=True):
+            pass

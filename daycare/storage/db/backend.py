@@ -13,12 +13,20 @@ Two more departures from the stock client, both for migrations:
   and never commits implicitly, so an Aerich migration file is atomic with its `aerich` row.
 - transactions register on the connection handler the client belongs to, so two databases
   in one process never route a statement through each other's transaction.
+
+Another process's write lock is waited for on the loop, never inside the driver (which would
+freeze every task): the connection's busy timeout is 0, and a statement that finds the lock
+taken is retried after an async backoff (1 ms, doubling up to 50 ms) for up to `lock_timeout`
+milliseconds (a URL parameter, 5,000 by default); then `DatabaseLocked` names the file.
+Transactions begin with `BEGIN IMMEDIATE`, so a transaction waits for the lock at its start,
+where waiting is always safe, and never meets a stale read snapshot at its first write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sqlite3
 import time
@@ -26,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from itertools import count
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from pypika_tortoise.dialects import SQLLiteQuery
 from tortoise.backends.base.client import (
@@ -40,10 +49,14 @@ from tortoise.backends.sqlite.executor import SqliteExecutor
 from tortoise.backends.sqlite.schema_generator import SqliteSchemaGenerator
 from tortoise.connection import ConnectionHandler, get_connections
 from tortoise.exceptions import (
+    BaseORMException,
     IntegrityError,
     OperationalError,
     TransactionManagementError,
 )
+
+from daycare.storage.db.text import text_decode
+from daycare.storage.errors import DatabaseLocked, StorageError, TransactionConflict
 
 T = TypeVar("T")
 
@@ -51,6 +64,52 @@ T = TypeVar("T")
 _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "END", "ROLLBACK")
 _savepoint_names = count()
 YIELD_INTERVAL = 0.002  # seconds of back-to-back statements before the client yields to the loop
+LOCK_TIMEOUT = 5000  # milliseconds a statement waits for another process's lock (URL parameter lock_timeout)
+LOCK_RETRY_FIRST = 0.001  # seconds before the first retry of a busy statement; doubles on each retry
+LOCK_RETRY_MAX = 0.05  # the longest pause between two retries
+_SQLITE_BUSY = 5  # primary result code; the extended codes (BUSY_RECOVERY, BUSY_SNAPSHOT, ...) share it
+_SQLITE_BUSY_SNAPSHOT = 517  # a write in a transaction whose read snapshot another process made stale
+_SQLITE_LOCKED_SHAREDCACHE = 262  # another connection to a shared-cache database holds a table lock
+
+
+def lock_timeout_parse(value: object) -> float:
+    """The `lock_timeout` URL parameter (whole milliseconds, 0 or more) in seconds; StorageError otherwise."""
+    text = str(value).strip()
+    if not text.isdigit():
+        raise StorageError(
+            f"Invalid lock_timeout={value!r} in the database URL.",
+            "Give the longest wait for another process's lock in whole milliseconds, e.g. lock_timeout=5000.",
+        )
+    return int(text) / 1000
+
+
+def _lock_busy(exc: sqlite3.Error) -> bool:
+    """Whether the driver error means another connection holds a lock this statement needs."""
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # raised by the driver itself, not by SQLite
+        return False
+    return code & 0xFF == _SQLITE_BUSY or code == _SQLITE_LOCKED_SHAREDCACHE
+
+
+def _orm_error(exc: sqlite3.Error) -> BaseORMException:
+    """Tortoise's exception for a driver error."""
+    return IntegrityError(exc) if isinstance(exc, sqlite3.IntegrityError) else OperationalError(exc)
+
+
+def _text_undecodable(exc: sqlite3.Error) -> bool:
+    """Whether a fetch failed on a TEXT value that is not UTF-8 (the driver then loses the whole result)."""
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("Could not decode to UTF-8")
+
+
+def _tolerant(connection: sqlite3.Connection, call: Callable[[sqlite3.Connection], T]) -> T:
+    """Runs a read again with text decoded by `text_decode`, so that text that is not UTF-8 spoils only
+    its own row. Only reads get here (the failed call changed nothing): decoding with the driver's
+    own UTF-8 decoder first keeps the common case at full speed."""
+    connection.text_factory = text_decode
+    try:
+        return _translated(lambda: call(connection))
+    finally:
+        connection.text_factory = str
 
 
 def _translated(call: Callable[[], T]) -> T:
@@ -77,8 +136,41 @@ def script_statements(script: str) -> Iterator[str]:
         raise OperationalError(f"incomplete SQL statement at the end of a script: {pending.strip()[:80]}")
 
 
-def _script_run(connection: sqlite3.Connection, script: str) -> None:
-    """Runs a script atomically: inside the open transaction, or inside one of its own."""
+class _Steps:
+    """Statements run atomically: inside the open transaction, or inside a transaction of their own.
+
+    A retry after a busy lock never repeats a statement that took effect: inside a transaction
+    it resumes at the statement that met the lock (SQLite undid only that one), and a
+    transaction of its own, rolled back by then, starts again from the first.
+    """
+
+    def __init__(self, steps: Sequence[Callable[[sqlite3.Connection], object]], begin: str) -> None:
+        self.steps = steps
+        self.begin = begin
+        self.done = 0
+
+    def __call__(self, connection: sqlite3.Connection) -> None:
+        if connection.in_transaction:
+            self._rest_run(connection)
+            return
+        self.done = 0
+        connection.execute(self.begin)
+        try:
+            self._rest_run(connection)
+        except BaseException:
+            if connection.in_transaction:  # SQLite may have rolled back already (a full disk, say)
+                connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")  # a busy COMMIT leaves the transaction open: the retry rolls it back
+
+    def _rest_run(self, connection: sqlite3.Connection) -> None:
+        for step in self.steps[self.done :]:
+            step(connection)
+            self.done += 1
+
+
+def _script_steps(script: str) -> list[Callable[[sqlite3.Connection], object]]:
+    """The statements of a script, one step each; refuses a script that manages transactions."""
     statements = list(script_statements(script))
     for statement in statements:
         if statement.split(None, 1)[0].upper().rstrip(";") in _TRANSACTION_CONTROL:
@@ -86,27 +178,46 @@ def _script_run(connection: sqlite3.Connection, script: str) -> None:
                 f"SQL scripts must not manage transactions ({statement[:40]!r}); "
                 "the migration runner already wraps each file in one transaction"
             )
-    own_transaction = not connection.in_transaction
-    if own_transaction:
-        connection.execute("BEGIN")
-    try:
-        for statement in statements:
-            connection.execute(statement)
-    except BaseException:
-        if own_transaction:
-            connection.execute("ROLLBACK")
-        raise
-    if own_transaction:
-        connection.execute("COMMIT")
+    return [functools.partial(_statement_run, statement) for statement in statements]
+
+
+def _statement_run(statement: str, connection: sqlite3.Connection) -> None:
+    connection.execute(statement)
+
+
+def _row_run(query: str, row: Sequence[Any], connection: sqlite3.Connection) -> None:
+    connection.execute(query, row)
+
+
+def private_folder_create(folder: Path) -> None:
+    """Creates a missing folder and each missing folder above it, all 0700 (`mkdir -p` would make those 0755)."""
+    missing: list[Path] = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
 
 
 def private_file_prepare(path: Path) -> None:
     """Creates a missing folder (0700) and database file (0600): the file holds private conversations."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True)
+    private_folder_create(path.parent)
     if not path.exists():
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+# Pragmas that write into the file itself; a read-only connection leaves them as the file has them.
+_FILE_PRAGMAS = frozenset({"journal_mode", "auto_vacuum", "page_size", "user_version", "application_id"})
+
+
+def read_only_uri(filename: str) -> str:
+    """The `file:` URI that opens `filename` read-only: SQLite then never creates, writes or converts the file."""
+    if filename.startswith("file:"):
+        return filename + ("&" if "?" in filename else "?") + "mode=ro"
+    return f"file:{quote(str(Path(filename).absolute()))}?mode=ro"
 
 
 def _journal_mode_ensure(connection: sqlite3.Connection) -> None:
@@ -148,13 +259,20 @@ class DaycareSqliteClient(BaseDBAsyncClient):
         support_returning=True,
     )
 
-    def __init__(self, file_path: str, **kwargs: Any) -> None:
+    def __init__(self, file_path: str, mode: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filename = file_path
+        # `mode=ro` (database_open(read_only=True)) is for inspection: no file is created, written or converted.
+        self.read_only = mode == "ro"
         self.pragmas: dict[str, Any] = {
-            key: value for key, value in kwargs.items() if key not in ("connection_name", "fetch_inserted")
+            key: value
+            for key, value in kwargs.items()
+            if key not in ("connection_name", "fetch_inserted", "lock_timeout")
         }
         self.pragmas.setdefault("foreign_keys", "ON")
+        self.lock_timeout = lock_timeout_parse(kwargs.get("lock_timeout", LOCK_TIMEOUT))  # seconds
+        # BEGIN IMMEDIATE takes the write lock at BEGIN; a query_only connection cannot, and needs no lock.
+        self.begin_statement = "BEGIN IMMEDIATE"
         self._connection: sqlite3.Connection | None = None
         self._closed = False  # a closed client never reconnects behind its owner's back
         self._lock = asyncio.Lock()
@@ -171,15 +289,19 @@ class DaycareSqliteClient(BaseDBAsyncClient):
             return
         if self._closed:
             raise OperationalError(f"the database {self.filename} is closed")
-        if not self.is_memory and not self.filename.startswith("file:"):
+        read_only = self.read_only and not self.is_memory
+        if not self.is_memory and not self.filename.startswith("file:") and not read_only:
             private_file_prepare(Path(self.filename))
-        uri = self.filename.startswith("file:")
+        target = read_only_uri(self.filename) if read_only else self.filename
+        uri = target.startswith("file:")
         connection = _translated(
-            lambda: sqlite3.connect(self.filename, isolation_level=None, check_same_thread=False, uri=uri)
+            lambda: sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri, timeout=0)
         )
         connection.row_factory = sqlite3.Row
         try:
-            _translated(lambda: self._connection_setup(connection))
+            await self._unlocked(connection, self._connection_setup)  # the pragmas may wait for a lock too
+            if _translated(lambda: connection.execute("PRAGMA query_only").fetchone()[0]):
+                self.begin_statement = "BEGIN"
         except BaseException:
             connection.close()
             raise
@@ -188,8 +310,12 @@ class DaycareSqliteClient(BaseDBAsyncClient):
 
     def _connection_setup(self, connection: sqlite3.Connection) -> None:
         for pragma, value in self.pragmas.items():
-            connection.execute(f"PRAGMA {pragma}={value}").fetchall()
-        if not self.is_memory:
+            if not (self.read_only and pragma in _FILE_PRAGMAS):
+                connection.execute(f"PRAGMA {pragma}={value}").fetchall()
+        if self.read_only:
+            self.begin_statement = "BEGIN"  # SQLite refuses writes already; a reader never takes the write lock
+            connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # a file that is not SQLite fails here
+        elif not self.is_memory:
             _journal_mode_ensure(connection)
 
     async def close(self) -> None:
@@ -224,12 +350,62 @@ class DaycareSqliteClient(BaseDBAsyncClient):
                 await self.create_connection(with_db=True)
                 connection = self._connection
                 assert connection is not None
+            return await self._unlocked(connection, call)
+
+    async def _unlocked(self, connection: sqlite3.Connection, call: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs a driver call; while another connection holds a lock it needs, waits on the loop and retries."""
+        outside = not connection.in_transaction
+        changes = connection.total_changes
+        try:
+            return call(connection)
+        except sqlite3.Error as exc:
+            if _text_undecodable(exc) and connection.total_changes == changes:
+                return _tolerant(connection, call)
+            if not _lock_busy(exc):
+                raise _orm_error(exc) from exc
+            busy = exc
+        return await self._lock_wait(connection, call, outside, busy)
+
+    async def _lock_wait(
+        self,
+        connection: sqlite3.Connection,
+        call: Callable[[sqlite3.Connection], T],
+        outside: bool,
+        busy: sqlite3.Error,
+    ) -> T:
+        """Retries a busy call with an async backoff until it runs, or raises DatabaseLocked after the lock timeout.
+
+        A call made outside a transaction is retried whole, after rolling back a transaction it left
+        open (a busy COMMIT). Inside a transaction, SQLite undid only the busy statement, so it is
+        retried while the transaction stands; a transaction SQLite rolled back, or whose read
+        snapshot another process made stale, cannot succeed by waiting: TransactionConflict.
+        """
+        started = time.monotonic()
+        delay = LOCK_RETRY_FIRST
+        while True:
+            if outside:
+                if connection.in_transaction:
+                    _translated(lambda: connection.execute("ROLLBACK"))
+            elif busy.sqlite_errorcode == _SQLITE_BUSY_SNAPSHOT or not connection.in_transaction:
+                raise TransactionConflict(
+                    f"Another process wrote to {self.filename} while a transaction was open on it ({busy}).",
+                    "The transaction cannot go on: roll it back and run it again.",
+                ) from busy
+            waited = time.monotonic() - started
+            if waited >= self.lock_timeout:
+                raise DatabaseLocked(
+                    f"Another process holds the write lock on {self.filename}: gave up after waiting {waited:.1f} s.",
+                    "Stop the other process (a second engine or upgrade, or a tool that has the file open),"
+                    " or allow a longer wait with lock_timeout=<milliseconds> in the database URL.",
+                ) from busy
+            await asyncio.sleep(min(delay, self.lock_timeout - waited))
+            delay = min(delay * 2, LOCK_RETRY_MAX)
             try:
                 return call(connection)
-            except sqlite3.IntegrityError as exc:
-                raise IntegrityError(exc) from exc
             except sqlite3.Error as exc:
-                raise OperationalError(exc) from exc
+                if not _lock_busy(exc):
+                    raise _orm_error(exc) from exc
+                busy = exc
 
     async def execute_insert(self, query: str, values: list[Any]) -> int:
         self.log.debug("%s: %s", query, values)
@@ -237,20 +413,9 @@ class DaycareSqliteClient(BaseDBAsyncClient):
 
     async def execute_many(self, query: str, values: list[list[Any]]) -> None:
         self.log.debug("%s: %s", query, values)
-
-        def run(connection: sqlite3.Connection) -> None:
-            if connection.in_transaction:
-                connection.executemany(query, values)
-                return
-            connection.execute("BEGIN")
-            try:
-                connection.executemany(query, values)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-
-        await self._run(run)
+        # One step per row, so that a retry after a busy lock inside a transaction never repeats a row.
+        rows = [functools.partial(_row_run, query, row) for row in values]
+        await self._run(_Steps(rows, self.begin_statement))
 
     async def execute_query(self, query: str, values: list[Any] | None = None) -> tuple[int, Sequence[dict[str, Any]]]:
         self.log.debug("%s: %s", query, values)
@@ -268,7 +433,7 @@ class DaycareSqliteClient(BaseDBAsyncClient):
 
     async def execute_script(self, query: str) -> None:
         self.log.debug(query)
-        await self._run(lambda c: _script_run(c, query))
+        await self._run(_Steps(_script_steps(query), self.begin_statement))
 
 
 class _TransactionClient(DaycareSqliteClient, TransactionalDBClient):
@@ -280,7 +445,10 @@ class _TransactionClient(DaycareSqliteClient, TransactionalDBClient):
         self.log = parent.log
         self.fetch_inserted = parent.fetch_inserted
         self.filename = parent.filename
+        self.read_only = parent.read_only
         self.pragmas = parent.pragmas
+        self.lock_timeout = parent.lock_timeout
+        self.begin_statement = parent.begin_statement
         self.handler = parent.handler
         self._parent = parent
         self._connection = parent._connection
@@ -300,12 +468,16 @@ class _TransactionClient(DaycareSqliteClient, TransactionalDBClient):
         return self._connection
 
     async def begin(self) -> None:
-        _translated(lambda: self._raw().execute("BEGIN"))
+        # Read at BEGIN: the parent learns whether its connection is query_only when it connects.
+        parent = self._parent
+        assert isinstance(parent, DaycareSqliteClient)
+        self.begin_statement = statement = parent.begin_statement
+        await self._unlocked(self._raw(), lambda c: c.execute(statement))
 
     async def commit(self) -> None:
         if self._finalized:
             raise TransactionManagementError("Transaction already finalised")
-        _translated(lambda: self._raw().execute("COMMIT"))
+        await self._unlocked(self._raw(), lambda c: c.execute("COMMIT"))  # a busy COMMIT keeps the transaction
         self._finalized = True
 
     async def rollback(self) -> None:

@@ -3,11 +3,18 @@
 Each `Database` has its own Tortoise context, so two of them in one process (as in tests)
 never share a connection or a transaction. Code reaches the database only through
 `Database.connection()` and `Database.in_transaction()`, never through Tortoise's globals.
+
+A location's URL parameters are checked against URL_PARAMETERS. A failed open or write is
+diagnosed from the file system (`database_failure`): a read-only file or folder, a full disk
+and a damaged file each get their own error and advice; `database_writable_check` finds a
+read-only database before anything is written.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +25,7 @@ from tortoise.context import TortoiseContext, get_current_context, set_global_co
 from tortoise.exceptions import BaseORMException
 
 from daycare.storage.db.backend import UNBOUND, DaycareSqliteClient
+from daycare.storage.db.files import private_modes_ensure
 from daycare.storage.errors import DatabaseRefused, StorageError
 
 CONNECTION = "default"
@@ -28,8 +36,74 @@ MEMORY = ":memory:"
 
 
 @dataclass(frozen=True)
+class UrlParameter:
+    """A parameter a `sqlite://` URL may carry: the keywords it accepts, or a whole number from `minimum`."""
+
+    keywords: tuple[str, ...] = ()
+    minimum: int | None = None
+
+    def allowed(self) -> str:
+        if self.keywords:
+            return "one of " + ", ".join(self.keywords)
+        return "a whole number" + (f" from {self.minimum}" if self.minimum is not None else "")
+
+    def value(self, text: str) -> str | None:
+        """The value to pass on, or None when `text` is not allowed."""
+        if self.keywords:
+            return text.upper() if text.upper() in self.keywords else None
+        digits = text[1:] if text.startswith("-") else text
+        if not digits.isdigit() or (self.minimum is not None and int(text) < self.minimum):
+            return None
+        return str(int(text))
+
+
+# The URL parameters a database location accepts: SQLite pragmas set on each connection, and the
+# backend's lock_timeout (milliseconds a statement waits for another process's lock).
+URL_PARAMETERS: dict[str, UrlParameter] = {
+    "synchronous": UrlParameter(("OFF", "NORMAL", "FULL", "EXTRA")),
+    "foreign_keys": UrlParameter(("ON",)),  # the schema's cascades and references rely on them
+    "temp_store": UrlParameter(("DEFAULT", "FILE", "MEMORY")),
+    "secure_delete": UrlParameter(("ON", "OFF", "FAST")),
+    "cache_size": UrlParameter(),
+    "mmap_size": UrlParameter(minimum=0),
+    "wal_autocheckpoint": UrlParameter(minimum=0),
+    "journal_size_limit": UrlParameter(minimum=-1),
+    "lock_timeout": UrlParameter(minimum=0),
+}
+
+# Pragmas people may try that Daycare sets itself, with what to do instead.
+_MANAGED_PARAMETERS = {
+    "journal_mode": "Daycare keeps its files in WAL mode itself; remove it.",
+    "busy_timeout": "Use lock_timeout (milliseconds) instead: it waits without blocking the event loop.",
+}
+
+
+def _url_parameters(query: str, text: str) -> tuple[tuple[str, str], ...]:
+    """The URL's parameters checked against URL_PARAMETERS, values normalized; StorageError names a bad one."""
+    seen: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        key = name.strip().lower()
+        parameter = URL_PARAMETERS.get(key)
+        if parameter is None:
+            advice = _MANAGED_PARAMETERS.get(key, f"Known parameters: {', '.join(sorted(URL_PARAMETERS))}.")
+            raise StorageError(f"Unknown parameter {name!r} in the database URL {text!r}.", advice)
+        if key in seen:
+            raise StorageError(f"The parameter {key} is given twice in the database URL {text!r}.")
+        checked = parameter.value(value.strip())
+        if checked is None:
+            if key == "foreign_keys" and value.strip().upper() in ("OFF", "0", "FALSE", "NO"):
+                raise StorageError(
+                    f"{name}={value} in the database URL {text!r} is not allowed: Daycare needs foreign keys on.",
+                    "Its schema relies on them to delete dependent rows and refuse dangling references; remove it.",
+                )
+            raise StorageError(f"Invalid {name}={value!r} in the database URL {text!r}: use {parameter.allowed()}.")
+        seen[key] = checked
+    return tuple(seen.items())
+
+
+@dataclass(frozen=True)
 class DatabaseLocation:
-    """A SQLite file (or memory) plus the pragmas given in its URL."""
+    """A SQLite file (or memory) plus the parameters given in its URL (pragmas and lock_timeout)."""
 
     path: Path | None
     pragmas: tuple[tuple[str, str], ...] = ()
@@ -53,10 +127,7 @@ def database_location(location: str | os.PathLike[str]) -> DatabaseLocation:
             "This version stores data in SQLite only: pass a file path or a sqlite:// URL.",
         )
     raw_path = unquote(parts.netloc + parts.path)
-    pragmas = tuple(parse_qsl(parts.query))
-    for name, value in pragmas:
-        if not name.isidentifier() or not value.replace("-", "").isalnum():
-            raise StorageError(f"Invalid pragma {name}={value!r} in database URL {text!r}.")
+    pragmas = _url_parameters(parts.query, text)
     if raw_path in ("", MEMORY):
         return DatabaseLocation(None, pragmas)
     return DatabaseLocation(Path(raw_path).expanduser().resolve(), pragmas)
@@ -82,10 +153,12 @@ class Database:
         return self.connection()._in_transaction()
 
 
-def database_config(location: DatabaseLocation) -> dict[str, Any]:
+def database_config(location: DatabaseLocation, *, read_only: bool = False) -> dict[str, Any]:
     """The Tortoise config for one database, naming this package's SQLite backend."""
     credentials: dict[str, Any] = {"file_path": str(location.path) if location.path else MEMORY}
     credentials.update(location.pragmas)
+    if read_only and location.path is not None:
+        credentials["mode"] = "ro"  # the backend opens the file with SQLite's mode=ro
     return {
         "connections": {CONNECTION: {"engine": BACKEND, "credentials": credentials}},
         "apps": {APP: {"models": MODEL_MODULES, "default_connection": CONNECTION}},
@@ -106,8 +179,148 @@ async def _fallback_context_ensure() -> None:
     set_global_context(fallback)
 
 
-async def database_open(location: str | os.PathLike[str] | DatabaseLocation, *, create: bool = True) -> Database:
+class DatabaseNotWritable(StorageError):
+    """The database file, a file beside it that SQLite writes, or its folder cannot be written."""
+
+
+class DiskFull(StorageError):
+    """The disk that holds the database has no space left."""
+
+
+class DatabaseCorrupt(DatabaseRefused):
+    """SQLite reports the file as damaged; it was left as it was."""
+
+
+_COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite writes beside the database
+_FULL_BELOW = 1 << 20  # bytes free under which a failed write is put down to a full disk
+_LEFT_AS_IT_WAS = "The file was left as it was"
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids
+
+
+def _existing(folder: Path) -> Path:
+    """`folder`, or the nearest folder above it that exists."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _write_refusal(path: Path) -> str | None:
+    """Why this process may not write `path` (a file, or a folder to create files in); None when it may.
+
+    Only asks the OS (access, stat): opening and closing a database file would drop the locks
+    SQLite holds on it in this process.
+    """
+    if os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0), effective_ids=_EFFECTIVE_IDS):
+        return None
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "it is on a read-only file system"
+        info = path.stat()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if info.st_uid == os.geteuid() and info.st_mode & stat.S_IWUSR:
+        return "it is immutable (lsattr shows it; chattr -i removes it)"
+    return f"its permissions ({stat.S_IMODE(info.st_mode):04o}, owner uid {info.st_uid}) do not let this user write"
+
+
+def database_write_problems(path: Path) -> list[str]:
+    """What keeps this process from writing the database at `path`: the file, its -wal or -shm, or its folder."""
+    problems = []
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in _COMPANIONS)):
+        reason = _write_refusal(file) if file.is_file() else None
+        if reason is not None:
+            problems.append(f"{file} is read-only: {reason}")
+    reason = _write_refusal(_existing(path.parent))
+    if reason is not None:
+        problems.append(
+            f"its folder {_existing(path.parent)} is read-only: {reason}; SQLite creates the -wal and -shm"
+            " files there, and Daycare the backup and the lock file"
+        )
+    return problems
+
+
+def _not_writable(path: Path, problems: list[str], outcome: str) -> DatabaseNotWritable:
+    return DatabaseNotWritable(
+        f"Cannot write the database {path}:",
+        *(f"  - {problem}." for problem in problems),
+        f"{outcome}. Make {'them' if len(problems) > 1 else 'it'} writable for this user, then run the command again.",
+    )
+
+
+def database_writable_check(path: Path | None, *, outcome: str = "Nothing was changed") -> None:
+    """Raises DatabaseNotWritable, naming each file or folder and why, unless the database at `path` can be written.
+
+    Run it before the first write (a backup included), so that a read-only file fails at once;
+    `outcome` ends the message. An in-memory database (None) is always writable.
+    """
+    if path is None:
+        return
+    problems = database_write_problems(path)
+    if problems:
+        raise _not_writable(path, problems, outcome)
+
+
+def disk_space_free(path: Path) -> int | None:
+    """Bytes this process may still write on the disk that holds `path`; None when that cannot be read."""
+    try:
+        info = os.statvfs(_existing(path.parent))
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+def _sqlite_error_name(exc: BaseException) -> str:
+    """The name of the SQLite result code behind `exc` (e.g. SQLITE_READONLY_DIRECTORY), or ''."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        name = getattr(seen, "sqlite_errorname", None)
+        if isinstance(name, str):
+            return name
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
+def database_failure(path: Path, exc: BaseException, *, outcome: str = _LEFT_AS_IT_WAS) -> StorageError | None:
+    """The error to show when opening or writing the database at `path` failed with `exc`; None if not diagnosed.
+
+    A read-only file or folder, a full disk, a disk error and a damaged file each get their own
+    advice (never to skip the backup of a damaged file). `outcome` says what became of the file.
+    """
+    name = _sqlite_error_name(exc)
+    free = disk_space_free(path)
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or name == "SQLITE_FULL":
+        full = True
+    else:
+        full = name.startswith("SQLITE_IOERR") and free is not None and free < _FULL_BELOW
+    if full:
+        return DiskFull(
+            f"The disk that holds {path} is full ({f'{free:,} bytes' if free else 'no space'} left).",
+            f"{outcome}. Free some space on that disk, then run the command again.",
+        )
+    if isinstance(exc, OSError) or name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+        problems = database_write_problems(path)
+        if problems:
+            return _not_writable(path, problems, outcome)
+    if name.startswith("SQLITE_CORRUPT"):
+        return DatabaseCorrupt(
+            f"{path} is damaged: SQLite reports {exc}.",
+            f"{outcome}. Restore it from a backup (<name>.bak-<time>) rather than upgrade it as it is.",
+        )
+    if name.startswith("SQLITE_IOERR"):
+        return StorageError(
+            f"The disk reported an error while reading or writing {path} ({exc}).",
+            f"{outcome}. Check the disk (its kernel log, its health), then run the command again.",
+        )
+    return None
+
+
+async def database_open(
+    location: str | os.PathLike[str] | DatabaseLocation, *, create: bool = True, read_only: bool = False
+) -> Database:
     """Opens a database, creating a missing one (folder 0700, file 0600) unless `create` is False.
+
+    `read_only` (inspection) never creates, writes or chmods a file; otherwise the file, its
+    -wal, -shm and backups are made private (0600) if others could read them.
 
     Foreign keys are on for the connection, and WAL for files that are new or Daycare's
     (see `daycare.storage.db.backend`).
@@ -116,27 +329,34 @@ async def database_open(location: str | os.PathLike[str] | DatabaseLocation, *, 
     if target.path is not None:
         if target.path.is_dir():
             raise StorageError(f"{target.path} is a folder, not a database file.", "Pass the path of a file.")
-        if not create and not target.path.exists():
+        if (not create or read_only) and not target.path.exists():
             raise StorageError(f"Database file not found: {target.path}.", "Check --db, --settings or DAYCARE_DB_URL.")
     await _fallback_context_ensure()
     context = TortoiseContext()
     with context:  # Tortoise resolves models against the current context while it registers them.
-        await context.init(config=database_config(target))
+        await context.init(config=database_config(target, read_only=read_only))
     db = Database(target, context)
     client = db.connection()
     assert isinstance(client, DaycareSqliteClient)
     client.handler = context.connections
     try:
         await client.create_connection(with_db=True)
-    except OSError as exc:
+    except (OSError, BaseORMException) as exc:
         await database_close(db)
-        raise StorageError(f"Cannot create the database file {target.display}: {exc.strerror}.") from None
-    except BaseORMException as exc:
-        await database_close(db)
-        raise DatabaseRefused(
-            f"{target.display} is not a readable SQLite database ({exc}).",
-            "Check the path; the file was left as it was.",
-        ) from None
+        if target.path is None:
+            raise StorageError(f"Cannot open an in-memory database: {exc}.") from None
+        if isinstance(exc, OSError):
+            failure = database_failure(target.path, exc) or StorageError(
+                f"Cannot create the database file {target.path}: {exc.strerror}."
+            )
+        else:
+            failure = database_failure(target.path, exc) or DatabaseRefused(
+                f"{target.path} is not a readable SQLite database ({exc}).",
+                "Check the path; the file was left as it was.",
+            )
+        raise failure from None
+    if target.path is not None:
+        private_modes_ensure(target.path, change=not read_only)  # SQLite gives -wal and -shm the file's mode
     return db
 
 

@@ -36,6 +36,24 @@ async def vacuum_into(conn: BaseDBAsyncClient, target: str) -> None:
     await conn.execute_query("VACUUM INTO ?", [target])
 
 
+async def checkpoint_complete(conn: BaseDBAsyncClient) -> bool:
+    """Copies every committed change from the WAL into the file and empties the WAL.
+
+    False when another connection's read kept part of it in the WAL. A file in rollback-journal
+    mode has everything in the file already (True).
+    """
+    rows = await conn.execute_query_dict("PRAGMA wal_checkpoint(TRUNCATE)")
+    busy, frames, copied = (int(value) for value in rows[0].values())
+    return busy == 0 and frames == copied
+
+
+async def integrity_problems(conn: BaseDBAsyncClient, limit: int = 10) -> list[str]:
+    """What SQLite's full integrity check finds wrong with the file (at most `limit` lines); empty when sound."""
+    rows = await conn.execute_query_dict(f"PRAGMA integrity_check({int(limit)})")
+    problems = [str(next(iter(row.values()))) for row in rows]
+    return [] if problems == ["ok"] else problems
+
+
 async def database_file(conn: BaseDBAsyncClient) -> str | None:
     """The path of the main database file behind `conn`; None for an in-memory database."""
     rows = await conn.execute_query_dict("SELECT file FROM pragma_database_list WHERE name = 'main'")

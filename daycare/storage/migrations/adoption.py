@@ -19,20 +19,45 @@ from daycare.storage.migrations.loader import MigrationFile
 from daycare.storage.migrations.schema_check import baseline_schema_sql, schema_expected
 
 
-async def adoption_check(conn: BaseDBAsyncClient, state: FileState, migrations: Sequence[MigrationFile]) -> None:
-    """Raises DatabaseRefused, with what was found and what to do, unless the file can be migrated."""
-    if state.kind is not FileKind.AERICH:
-        await baseline_check(conn, state, baseline_schema_sql(migrations))
-        return
-    location = await database_display(conn)
+def versions_unknown(state: FileState, migrations: Sequence[MigrationFile]) -> tuple[str, ...]:
+    """The migrations the file records that this version does not have: a newer Daycare applied them."""
     known = {migration.version for migration in migrations}
-    unknown = [version for version in state.versions if version not in known]
+    return tuple(version for version in state.versions if version not in known)
+
+
+async def daycare_file_check(conn: BaseDBAsyncClient, state: FileState, migrations: Sequence[MigrationFile]) -> None:
+    """Raises DatabaseRefused unless this version can read the file as Daycare's.
+
+    Refused: another application's file, a `_migrations` table of no Daycare release (the
+    baseline's rule), and a file migrated by a newer Daycare. A legacy file that stopped
+    part-way passes: `daycare upgrade` brings it up to date.
+    """
+    location = await database_display(conn)
+    if state.kind is FileKind.FOREIGN:
+        tables = sorted(state.tables)
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise DatabaseRefused(
+            f"{location} is not a Daycare file: it is a SQLite file of another application (tables: {shown}).",
+            "Point daycare at its own database with --db or DAYCARE_DB_URL; this file was left unchanged.",
+        )
+    if state.kind is FileKind.LEGACY and state.legacy_missing:
+        await baseline_check(conn, state, baseline_schema_sql(migrations))  # refuses tables no release made
+    unknown = versions_unknown(state, migrations)
     if unknown:
         raise DatabaseRefused(
             f"{location} was migrated by a newer Daycare: it records migrations this version "
             f"does not have ({', '.join(unknown)}).",
             "Upgrade daycare to open it; the file was left unchanged.",
         )
+
+
+async def adoption_check(conn: BaseDBAsyncClient, state: FileState, migrations: Sequence[MigrationFile]) -> None:
+    """Raises DatabaseRefused, with what was found and what to do, unless the file can be migrated."""
+    await daycare_file_check(conn, state, migrations)
+    if state.kind is not FileKind.AERICH:
+        await baseline_check(conn, state, baseline_schema_sql(migrations))
+        return
+    location = await database_display(conn)
     expected = await schema_expected(state.versions)
     issues = schema_tolerant_compare(expected, await schema_describe(conn), state.legacy_steps)
     if issues:

@@ -2,39 +2,81 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tortoise.exceptions import BaseORMException
+
 from daycare.storage.db import sqlite
-from daycare.storage.db.database import Database
-from daycare.storage.migrations.adoption import adoption_check
+from daycare.storage.db.database import Database, database_failure, database_writable_check
+from daycare.storage.migrations.adoption import adoption_check, daycare_file_check, versions_unknown
 from daycare.storage.migrations.backup import database_backup
 from daycare.storage.migrations.baseline_v1 import legacy_steps_missing
 from daycare.storage.migrations.executor import migration_apply
 from daycare.storage.migrations.inspection import FileKind, FileState, file_inspect
 from daycare.storage.migrations.legacy.catch_up import legacy_catch_up
+from daycare.storage.migrations.legacy.context import LegacySkips
 from daycare.storage.migrations.loader import MigrationFile, migrations_load
 from daycare.storage.migrations.progress import Progress, ProgressLog
+from daycare.storage.migrations.schema_check import TableIssues, database_schema_check
 
 log = logging.getLogger("daycare.storage")
 
 
 @dataclass(frozen=True)
 class DatabaseStatus:
-    """What a file is and which migrations it has and lacks."""
+    """What a file is and which migrations it has and lacks.
+
+    `unknown` holds the migrations the file records that this version does not have (a newer
+    Daycare applied them); `pending` then says nothing about what that newer version would apply.
+    """
 
     state: FileState
     applied: tuple[str, ...]
     pending: tuple[str, ...]
+    unknown: tuple[str, ...] = ()
 
 
 async def database_status(db: Database) -> DatabaseStatus:
     """Reads the file's kind and its applied and pending migrations, changing nothing."""
     state = await file_inspect(db.connection())
-    known = [migration.version for migration in migrations_load()]
-    pending = tuple(version for version in known if version not in state.versions)
-    return DatabaseStatus(state, state.versions, pending)
+    migrations = migrations_load()
+    pending = tuple(migration.version for migration in migrations if migration.version not in state.versions)
+    return DatabaseStatus(state, state.versions, pending, versions_unknown(state, migrations))
+
+
+class CheckOutcome(enum.Enum):
+    FRESH = "fresh"  # no tables yet: `daycare upgrade` creates them
+    OLDER_LEGACY = "older legacy"  # a legacy file that stopped part-way: `daycare upgrade` brings it up to date
+    MATCHES = "matches"  # the schema is what the migrations it records make
+    DRIFT = "drift"  # the schema differs: `issues` says where
+
+
+@dataclass(frozen=True)
+class DatabaseCheck:
+    """What `daycare db check` found."""
+
+    status: DatabaseStatus
+    outcome: CheckOutcome
+    issues: list[TableIssues]
+
+
+async def database_check(db: Database) -> DatabaseCheck:
+    """Compares the file's schema with what the migrations it records make, changing nothing.
+
+    Raises DatabaseRefused for a file that is not Daycare's or that a newer Daycare migrated.
+    """
+    status = await database_status(db)
+    state = status.state
+    if state.kind is FileKind.FRESH:
+        return DatabaseCheck(status, CheckOutcome.FRESH, [])
+    await daycare_file_check(db.connection(), state, migrations_load())
+    if state.kind is FileKind.LEGACY and state.legacy_missing:
+        return DatabaseCheck(status, CheckOutcome.OLDER_LEGACY, [])
+    issues = await database_schema_check(db)
+    return DatabaseCheck(status, CheckOutcome.DRIFT if issues else CheckOutcome.MATCHES, issues)
 
 
 async def wal_ensure(db: Database) -> None:
@@ -50,14 +92,16 @@ async def database_migrate(
     notify: Callable[[str], None] = log.info,
     migrations: Sequence[MigrationFile] | None = None,
     progress: Progress | None = None,
+    skipped: LegacySkips | None = None,
 ) -> list[str]:
     """Checks the file, backs it up, then applies each pending migration atomically; returns them.
 
     A legacy file that lacks some of the 33 legacy steps (or a new file next to legacy data
     folders) first gets those steps, each in its own transaction; their names lead the result.
-    A file that cannot be adopted raises DatabaseRefused before anything is written.
-    `migrations` defaults to the files in migrations/models/. Long steps report to `progress`
-    (default: quiet log lines).
+    A file that cannot be adopted raises DatabaseRefused, and one that cannot be written
+    DatabaseNotWritable, before anything is written (the backup included). `migrations`
+    defaults to the files in migrations/models/. Long steps report to `progress` (default:
+    quiet log lines); `skipped` counts the legacy data the import steps left out.
     """
     conn = db.connection()
     state = await file_inspect(conn)
@@ -67,17 +111,27 @@ async def database_migrate(
     if not pending:
         await wal_ensure(db)
         return []
+    database_writable_check(db.path, outcome="Nothing was changed and no backup was written")
     if backup and db.path is not None and state.kind is not FileKind.FRESH:
-        notify(f"Backup written to {await database_backup(db)}")
+        notify((await database_backup(db)).line())
     applied: list[str] = []
     missing = await legacy_steps_missing(conn, state)
     if missing:
         notify(f"Running the {len(missing)} legacy step(s) this file lacks")
-        applied += await legacy_catch_up(conn, missing, notify=notify, progress=progress or ProgressLog(log))
+        applied += await legacy_catch_up(
+            conn, missing, notify=notify, progress=progress or ProgressLog(log), skipped=skipped
+        )
     elif state.kind is FileKind.LEGACY:
         notify(f"Adopting the legacy file as it is: all {len(state.legacy_steps)} legacy steps are recorded")
     for migration in pending:
-        await migration_apply(db, migration)
+        try:
+            await migration_apply(db, migration)
+        except BaseORMException as exc:
+            outcome = f"Migration {migration.version} was rolled back; what was applied before it stays"
+            failure = database_failure(db.path, exc, outcome=outcome) if db.path else None
+            if failure is None:
+                raise  # a defect of the migration, not of the file or the disk
+            raise failure from exc
         notify(f"Applied {migration.version}")
     await wal_ensure(db)
     return applied + [migration.version for migration in pending]

@@ -1,7 +1,7 @@
 """AgentsRepository: agents with their JSON descriptor, permissions, tokens and stats, cached.
 
 JSON columns are written exactly as the legacy code wrote them (`json_encode`) and parsed
-strictly: a row with broken JSON raises, as it did in the legacy code.
+strictly: a row with broken JSON cannot be read, so reads leave it out (and log it once).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pypika_tortoise.queries import Query, QueryBuilder
 
 from daycare.schema import Agent
 from daycare.storage.db.statements import ModelTable, Statement, slot
-from daycare.storage.json_values import frozen, json_decode, json_encode
+from daycare.storage.json_values import frozen, json_encode
 from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.cache import CacheWrite
+from daycare.storage.repositories.record_checks import json_column, key_check
 
 AGENT_FIELDS = (
     "id",
@@ -50,6 +51,8 @@ class AgentRecord:
     updated_at: int
 
     def __post_init__(self) -> None:
+        key_check(self.id, "Agent id")
+        key_check(self.user_id, "Agent user_id")
         # Freezing copies the caller's dicts, so later changes to them never reach a cache.
         for name in ("descriptor", "permissions", "tokens", "stats"):
             object.__setattr__(self, name, frozen(getattr(self, name)))
@@ -120,16 +123,15 @@ class AgentsRepository(CachedRepository[str, AgentRecord]):
     nullable = frozenset({"active_session_id", "tokens"})
 
     def record_read(self, row: Mapping[str, Any]) -> AgentRecord:
-        tokens = row["tokens"]
         return AgentRecord(
             id=row["id"],
             user_id=row["user_id"],
             type=row["type"],
-            descriptor=json_decode(row["descriptor"]),
+            descriptor=json_column(row, "descriptor"),
             active_session_id=row["active_session_id"],
-            permissions=json_decode(row["permissions"]),
-            tokens=json_decode(tokens) if tokens else None,
-            stats=json_decode(row["stats"]),
+            permissions=json_column(row, "permissions"),
+            tokens=json_column(row, "tokens") if row["tokens"] else None,
+            stats=json_column(row, "stats"),
             lifecycle=row["lifecycle"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
@@ -141,18 +143,18 @@ class AgentsRepository(CachedRepository[str, AgentRecord]):
             "id": record.id,
             "user_id": record.user_id,
             "type": record.type,
-            "descriptor": json_encode(record.descriptor),
+            "descriptor": json_encode(record.descriptor, "Agent descriptor"),
             "active_session_id": record.active_session_id,
-            "permissions": json_encode(record.permissions),
-            "tokens": None if record.tokens is None else json_encode(record.tokens),
-            "stats": json_encode(record.stats),
+            "permissions": json_encode(record.permissions, "Agent permissions"),
+            "tokens": None if record.tokens is None else json_encode(record.tokens, "Agent tokens"),
+            "stats": json_encode(record.stats, "Agent stats"),
             "lifecycle": record.lifecycle,
             "created_at": record.created_at,
             "updated_at": record.updated_at,
         }
 
     async def find_by_id(self, id: str) -> AgentRecord | None:
-        """The agent with this id; a cache miss always asks the database."""
+        """The agent with this id; a cache miss always asks the database (a row it cannot read is None)."""
         cached = self._cache.get(id)
         if cached is not None:
             return cached
@@ -210,16 +212,18 @@ class AgentsRepository(CachedRepository[str, AgentRecord]):
         self._cache.put(record.id, record)
 
     async def row_load(self, id: str) -> AgentRecord | None:
-        """Reads the row, bypassing the cache."""
+        """Reads the row, bypassing the cache; None when there is none or it cannot be read."""
         rows = await _BY_ID.rows(self._conn(), id=id)
-        return self.record_read(rows[0]) if rows else None
+        return self._record(rows[0]) if rows else None
 
     async def row_upsert(self, record: AgentRecord) -> None:
-        """Writes the row with the atomic upsert; the cache is left alone."""
+        """Writes the row with the atomic upsert (after checking the record's types); the cache is left alone."""
+        self._write_check(record)
         await self._upsert.run(self._conn(), **self.row_of(record))
 
     async def row_session_set(self, record: AgentRecord) -> None:
         """Writes only the record's active_session_id and updated_at (the rest is already stored)."""
+        self._write_check(record)
         await _SESSION_SET.run(
             self._conn(), id=record.id, active_session_id=record.active_session_id, updated_at=record.updated_at
         )

@@ -2,7 +2,11 @@
 and, for the cached ones, the create/update/delete path behind the write-through cache.
 
 A repository reads exactly the columns its record names (`fields`), so a column that a later
-migration adds never breaks a read. A cached repository keeps the rule of
+migration adds never breaks a read. A row it cannot read (broken JSON, a BLOB or text that is
+not UTF-8 where text belongs, a value of the wrong type, NULL where the record needs a value) is
+left out and logged once with its table and key: a single read finds nothing, a list is served
+without it. Writes check the record's types first (`record_checks`), so they never create such
+a row. A cached repository keeps the rule of
 `daycare.storage.repositories.cache`; what differs between them is said by a few class
 attributes (`fields`, `conflict`, `keep_if_none`, `nullable`) and a few small methods
 (`key_of`, `key_filter`, `record_read`, `row_of`, `stored`).
@@ -10,10 +14,11 @@ attributes (`fields`, `conflict`, `keep_if_none`, `nullable`) and a few small me
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.fields import IntField
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -21,6 +26,13 @@ from daycare.storage.db.database import Database
 from daycare.storage.db.statements import Statement, upsert_statement
 from daycare.storage.repositories.cache import CacheWrite, RecordCache
 from daycare.storage.repositories.patches import record_patch
+from daycare.storage.repositories.record_checks import (
+    ROW_ERRORS,
+    SkippedRows,
+    UnreadableRow,
+    record_check,
+    records_read,
+)
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
@@ -31,9 +43,13 @@ class Repository(Generic[R]):
 
     model: ClassVar[type[Model]]
     fields: ClassVar[tuple[str, ...]]  # the fields a record is read from, as the model names them
+    entity: ClassVar[str]  # how messages name one record: "Cron task"
+    key_fields: ClassVar[tuple[str, ...]] = ("id",)  # the fields that name a row in logs
+    _PAGE = 1000  # rows per statement of `rows_unreadable`
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._skipped = SkippedRows(self.model._meta.db_table, self.key_fields)
 
     def _conn(self) -> BaseDBAsyncClient:
         return self._db.connection()
@@ -43,22 +59,82 @@ class Repository(Generic[R]):
         return self.model.filter(*args, **filters).using_db(self._conn())
 
     def record_read(self, row: Mapping[str, Any]) -> R:
-        """The record for a row that holds (at least) the columns of `fields`."""
+        """The record for a row that holds (at least) the columns of `fields`; may raise for a broken row."""
         raise NotImplementedError
+
+    def record_of(self, row: Mapping[str, Any]) -> R:
+        """The record of a row, type-checked; raises (one of `ROW_ERRORS`) when the row cannot be read."""
+        record = self.record_read(row)
+        record_check(record, self.entity)
+        return record
+
+    def _records(self, rows: Iterable[Mapping[str, Any]]) -> list[R]:
+        """The records of `rows`; a row that cannot be read is logged once and left out."""
+        return records_read(rows, self.record_of, self._skipped)
+
+    def _record(self, row: Mapping[str, Any]) -> R | None:
+        """The record of one row; None (logged once) when it cannot be read: it reads as missing."""
+        try:
+            return self.record_of(row)
+        except ROW_ERRORS as error:
+            self._skipped.skip(row, error)
+            return None
+
+    def _write_check(self, record: R) -> None:
+        """Raises ValueError or TypeError, naming the field, for a record the table must not hold."""
+        record_check(record, self.entity)
 
     async def _read(self, query: QuerySet[Any]) -> list[R]:
         """The records of the rows `query` selects (its ordering and limit apply)."""
-        return [self.record_read(row) for row in await query.values(*self.fields)]
+        return self._records(await query.values(*self.fields))
 
     async def _read_first(self, query: QuerySet[Any]) -> R | None:
         row = await query.first().values(*self.fields)
-        return None if row is None else self.record_read(row)
+        return None if row is None else self._record(row)
+
+    async def rows_unreadable(self) -> list[UnreadableRow]:
+        """Every row of the table that a read would leave out, and why (the data pass of `daycare db check`)."""
+        found = []
+        async for row in self._rows_all(self.fields):
+            try:
+                self.record_of(row)
+            except ROW_ERRORS as error:
+                found.append(self._skipped.unreadable(row, error))
+        return found
+
+    async def _rows_all(self, fields: Sequence[str], model: type[Model] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every row of the table (or of `model`'s), `_PAGE` rows per statement: by an integer key after
+        the last one read, else by offset in key order."""
+        model = model or self.model
+        key = model._meta.pk_attr
+        composite = tuple(getattr(model, "composite_key", ()))
+        order = composite or (key,)
+        read = fields if key in fields else (*fields, key)
+        numbered = not composite and isinstance(model._meta.fields_map[key], IntField)
+        after: Any = None
+        offset = 0
+        while True:
+            query = model.all().using_db(self._conn())
+            if numbered:
+                page = (
+                    await (query if after is None else query.filter(**{f"{key}__gt": after}))
+                    .order_by(key)
+                    .limit(self._PAGE)
+                    .values(*read)
+                )
+            else:
+                page = await query.order_by(*order).offset(offset).limit(self._PAGE).values(*read)
+            for row in page:
+                yield row
+            if len(page) < self._PAGE:
+                return
+            after = page[-1][key]
+            offset += len(page)
 
 
 class CachedRepository(Repository[R], Generic[K, R]):
     """A repository with a write-through cache: create (an upsert), update (a merge) and delete by key."""
 
-    entity: ClassVar[str]  # how messages name one record: "Cron task"
     conflict: ClassVar[tuple[str, ...]] = ("id",)  # the fields of the key the upsert conflicts on
     keep_if_none: ClassVar[frozenset[str]] = frozenset()  # update: None keeps the current value
     nullable: ClassVar[frozenset[str]] = frozenset()  # update: None clears the value
@@ -123,6 +199,7 @@ class CachedRepository(Repository[R], Generic[K, R]):
     async def _create(self, record: R) -> R:
         """Inserts the record, or overwrites every column of the row with its key; returns it as stored."""
         stored = self.stored(record)
+        self._write_check(stored)
         key = self.key_of(stored)
         async with self._writing(key):
             await self._upsert.run(self._conn(), **self.row_of(stored))
@@ -143,6 +220,7 @@ class CachedRepository(Repository[R], Generic[K, R]):
                 cast(Any, current), changes, entity=self.entity, keep_if_none=self.keep_if_none, nullable=self.nullable
             )
             changed = self.stored(patched)
+            self._write_check(changed)
             row = self.row_of(changed)
             for field in self.conflict:
                 row.pop(field)

@@ -40,6 +40,7 @@ class ChannelMessagesRepository(Repository[ChannelMessageRecord]):
 
     model = ChannelMessage
     fields = MESSAGE_FIELDS
+    entity = "Channel message"
 
     def record_read(self, row: Mapping[str, Any]) -> ChannelMessageRecord:
         return ChannelMessageRecord(
@@ -53,9 +54,11 @@ class ChannelMessagesRepository(Repository[ChannelMessageRecord]):
         )
 
     async def create(self, record: ChannelMessageRecord) -> None:
-        """Inserts or overwrites the message; its channel must exist (foreign key)."""
+        """Inserts or overwrites the message; its channel must exist (foreign key). A blank id or a value
+        of the wrong type raises ValueError or TypeError and writes nothing."""
+        self._write_check(record)
         row = {field: getattr(record, field) for field in MESSAGE_FIELDS}
-        row["mentions"] = json_encode(record.mentions)
+        row["mentions"] = json_encode(record.mentions, "Channel message mentions")
         await _UPSERT.run(self._conn(), **row)
 
     async def find_recent(self, ctx: Context, channel_id: str, limit: float = 50) -> list[ChannelMessageRecord]:

@@ -17,6 +17,13 @@ from daycare.storage.db.database import Database
 from daycare.storage.db.statements import ModelTable, Statement, returning, slot
 from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
+from daycare.storage.repositories.record_checks import (
+    ROW_ERRORS,
+    SkippedRows,
+    UnreadableRow,
+    record_check,
+    records_read,
+)
 
 CHANNEL_FIELDS = ("id", "user_id", "name", "leader", "created_at", "updated_at")
 MEMBER_FIELDS = ("id", "channel_id", "user_id", "agent_id", "username", "joined_at")
@@ -76,7 +83,9 @@ _MEMBER_UPSERT = Statement(_member_upsert)
 
 
 def _member_read(row: Mapping[str, Any]) -> ChannelMemberRecord:
-    return ChannelMemberRecord(*(row[field] for field in MEMBER_FIELDS))
+    member = ChannelMemberRecord(*(row[field] for field in MEMBER_FIELDS))
+    record_check(member, "Channel member")
+    return member
 
 
 def _order(record: ChannelRecord) -> tuple[int, str]:
@@ -95,6 +104,7 @@ class ChannelsRepository(CachedRepository[str, ChannelRecord]):
         super().__init__(db)
         # A lookup into the cache; a stale entry is harmless: the name is checked on use.
         self._id_by_name: dict[str, str] = {}
+        self._members_skipped = SkippedRows(ChannelMember._meta.db_table, ("id",))
 
     def record_read(self, row: Mapping[str, Any]) -> ChannelRecord:
         return ChannelRecord(*(row[field] for field in CHANNEL_FIELDS))
@@ -151,7 +161,11 @@ class ChannelsRepository(CachedRepository[str, ChannelRecord]):
     async def add_member(
         self, channel_id: str, *, user_id: str, agent_id: str, username: str, joined_at: int
     ) -> ChannelMemberRecord:
-        """Adds the agent to the channel, or updates its user, username and joined_at (same row id)."""
+        """Adds the agent to the channel, or updates its user, username and joined_at (same row id).
+
+        A blank id, or a value of the wrong type, raises ValueError or TypeError and writes nothing.
+        """
+        record_check(ChannelMemberRecord(0, channel_id, user_id, agent_id, username, joined_at), "Channel member")
         rows = await _MEMBER_UPSERT.rows(
             self._conn(),
             channel_id=channel_id,
@@ -168,6 +182,16 @@ class ChannelsRepository(CachedRepository[str, ChannelRecord]):
         return bool(removed)
 
     async def find_members(self, channel_id: str) -> list[ChannelMemberRecord]:
-        """The channel's members in joining order."""
+        """The channel's members in joining order (a member row that cannot be read is left out)."""
         query = ChannelMember.filter(channel_id=channel_id).using_db(self._conn()).order_by("joined_at", "id")
-        return [_member_read(row) for row in await query.values(*MEMBER_FIELDS)]
+        return records_read(await query.values(*MEMBER_FIELDS), _member_read, self._members_skipped)
+
+    async def rows_unreadable(self) -> list[UnreadableRow]:
+        """The unreadable rows of channels and of their members."""
+        found = await super().rows_unreadable()
+        async for row in self._rows_all(MEMBER_FIELDS, ChannelMember):
+            try:
+                _member_read(row)
+            except ROW_ERRORS as error:
+                found.append(self._members_skipped.unreadable(row, error))
+        return found

@@ -19,6 +19,7 @@ from daycare.schema import Connection, User
 from daycare.storage.clock import now_ms
 from daycare.storage.db.statements import ModelTable, Statement, returning, slot
 from daycare.storage.repositories.base import Repository
+from daycare.storage.repositories.record_checks import number_check
 
 CONNECTION_FIELDS = ("user_a_id", "user_b_id", "requested_a", "requested_b", "requested_a_at", "requested_b_at")
 _ORDER = ("user_a_id", "user_b_id")
@@ -37,8 +38,14 @@ class ConnectionRecord:
 
 
 def connection_pair(first_id: str, second_id: str) -> tuple[str, str]:
-    """Both ids trimmed and sorted (code-point order, as SQLite compares them for the CHECK)."""
-    first, second = first_id.strip(), second_id.strip()
+    """Both ids trimmed and sorted (code-point order, as SQLite compares them for the CHECK).
+
+    Raises ValueError for a blank or None id, TypeError for an id that is not a string.
+    """
+    for user_id in (first_id, second_id):
+        if user_id is not None and not isinstance(user_id, str):
+            raise TypeError(f"Connection user ids must be strings, got {type(user_id).__name__} {user_id!r}")
+    first, second = (first_id or "").strip(), (second_id or "").strip()
     if not first or not second:
         raise ValueError("Connection user ids are required.")
     if first == second:
@@ -92,6 +99,8 @@ class ConnectionsRepository(Repository[ConnectionRecord]):
 
     model = Connection
     fields = CONNECTION_FIELDS
+    entity = "Connection"
+    key_fields = _ORDER
 
     def record_read(self, row: Mapping[str, Any]) -> ConnectionRecord:
         return ConnectionRecord(
@@ -109,22 +118,20 @@ class ConnectionsRepository(Repository[ConnectionRecord]):
         """Marks the requester's side as requested at `requested_at` (default now) and returns the pair."""
         user_a_id, user_b_id = connection_pair(requester_id, target_id)
         side = "a" if requester_id.strip() == user_a_id else "b"
-        rows = await _REQUEST[side].rows(
-            self._conn(),
-            user_a_id=user_a_id,
-            user_b_id=user_b_id,
-            requested_at=now_ms() if requested_at is None else requested_at,
-        )
-        if not rows:
+        at = now_ms() if requested_at is None else requested_at
+        number_check(at, "Connection requested_at")
+        rows = await _REQUEST[side].rows(self._conn(), user_a_id=user_a_id, user_b_id=user_b_id, requested_at=at)
+        record = self._record(rows[0]) if rows else None
+        if record is None:
             raise RuntimeError("Failed to upsert connection request.")
-        return self.record_read(rows[0])
+        return record
 
     async def clear_side(self, user_id: str, other_id: str) -> ConnectionRecord | None:
         """Withdraws `user_id`'s request (its time is kept); None if the pair has no row."""
         user_a_id, user_b_id = connection_pair(user_id, other_id)
         side = "a" if user_id.strip() == user_a_id else "b"
         rows = await _CLEAR[side].rows(self._conn(), user_a_id=user_a_id, user_b_id=user_b_id)
-        return self.record_read(rows[0]) if rows else None
+        return self._record(rows[0]) if rows else None
 
     async def find(self, first_id: str, second_id: str) -> ConnectionRecord | None:
         """The pair's row, whichever order the ids come in."""

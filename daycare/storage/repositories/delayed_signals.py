@@ -83,15 +83,18 @@ class DelayedSignalsRepository(CachedRepository[str, DelayedSignalRecord]):
 
     def row_of(self, record: DelayedSignalRecord) -> dict[str, Any]:
         row = super().row_of(record)
-        row["source"] = json_encode(record.source)
-        row["data"] = signal_data_encode(record.data)
+        row["source"] = json_encode(record.source, "Delayed signal source")
+        row["data"] = signal_data_encode(record.data, "Delayed signal data")
         return row
 
     async def create(self, record: DelayedSignalRecord) -> None:
         """Inserts or overwrites the signal; with a repeat_key, also deletes the user's others of that type and key.
 
-        Both writes run in one transaction: if the upsert fails, the earlier signals stay.
+        Both writes run in one transaction: if the upsert fails, the earlier signals stay. A blank id
+        or a value of the wrong type raises ValueError or TypeError and writes nothing.
         """
+        self._write_check(record)
+        self.row_of(record)  # JSON that cannot be written raises here, before any row is deleted
         if not record.repeat_key:
             await self._create(record)
             return

@@ -1,8 +1,8 @@
 """ExposeEndpointsRepository: tunnels that publish a local port or socket under a domain, cached.
 
-Domains are stored trimmed and lowercased, and are checked again on every read: a stored
-domain that is not a valid hostname raises. A broken target reads as port 80, a broken auth
-as no auth. The cache holds what a read of the row gives.
+Domains are stored trimmed and lowercased, and are checked again on every read: a row whose
+domain is not a valid hostname cannot be read, so reads leave it out. A broken target reads as
+port 80, a broken auth as no auth. The cache holds what a read of the row gives.
 """
 
 from __future__ import annotations
@@ -135,9 +135,9 @@ class ExposeEndpointsRepository(CachedRepository[str, ExposeEndpointRecord]):
     def row_of(self, record: ExposeEndpointRecord) -> dict[str, Any]:
         """The column values the legacy code wrote for this record (domain normalised)."""
         row = super().row_of(record)
-        row["target"] = json_encode(record.target)
+        row["target"] = json_encode(record.target, "Expose endpoint target")
         row["domain"] = expose_domain_normalize(record.domain)
-        row["auth"] = None if record.auth is None else json_encode(record.auth)
+        row["auth"] = None if record.auth is None else json_encode(record.auth, "Expose endpoint auth")
         return row
 
     def stored(self, record: ExposeEndpointRecord) -> ExposeEndpointRecord:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
 from daycare.schema import HeartbeatTrigger
+from daycare.storage.repositories.record_checks import key_check, number_check
 from daycare.storage.repositories.triggers import TriggersRepository
 
 HEARTBEAT_FIELDS = ("id", "task_id", "user_id", "title", "last_run_at", "created_at", "updated_at")
@@ -81,6 +82,9 @@ class HeartbeatTasksRepository(TriggersRepository[HeartbeatTaskRecord]):
     async def _stamp(self, ids: Collection[str], run_at: int) -> None:
         """Stamps the entries in one statement, holding their write locks (in sorted order, so that two
         stamps never deadlock) while it runs and while the cached records are replaced."""
+        number_check(run_at, "Heartbeat task last_run_at")
+        for id in ids:
+            key_check(id, "Heartbeat task id")
         keys: Sequence[str] = sorted(set(ids))
         if not keys:
             return

@@ -1,7 +1,9 @@
 """HistoryRepository: the records of each session, in append order (no cache).
 
 A row stores `type` and `at` in their own columns and the rest of the record as JSON text.
-Reads skip rows of an unknown type or with broken JSON, as the legacy reader did.
+Reads skip rows of an unknown type, with broken JSON or with a time that is not an integer, as
+the legacy reader skipped the first two; each such row is logged once. The busy reads select no
+id: a read that meets such a row reads again with the ids, to name the row it skips.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from daycare.storage.db.statements import ModelTable, Statement, returning, slot
 from daycare.storage.json_values import FrozenDict, frozen, json_decode, json_encode
 from daycare.storage.repositories.base import Repository
 from daycare.storage.repositories.limits import limit_check
+from daycare.storage.repositories.record_checks import ROW_ERRORS, json_column, key_check
 
 HISTORY_TYPES = frozenset(
     {
@@ -61,22 +64,8 @@ def history_record_check(record: HistoryRecord) -> None:
         raise ValueError(f"History record data must not hold {sorted(clashing)}: they are columns of their own")
 
 
-def _history_parse(rows: Iterable[Any]) -> list[HistoryRecord]:
-    records = []
-    for row in rows:
-        kind = row["type"]
-        if kind not in HISTORY_TYPES:
-            continue
-        try:
-            data = json_decode(row["data"])
-        except ValueError:
-            continue
-        if isinstance(data, FrozenDict):
-            records.append(HistoryRecord(kind, row["at"], data))
-    return records
-
-
 _READ_FIELDS = ("type", "at", "data")
+_KEYED_FIELDS = ("id", *_READ_FIELDS)  # a read that meets a bad row reads again with ids, to log its key
 
 
 def _insert(query: type[Query]) -> QueryBuilder:
@@ -87,29 +76,69 @@ def _insert(query: type[Query]) -> QueryBuilder:
     )
 
 
-def _by_session(query: type[Query], *, after_id: bool = False) -> QueryBuilder:
+def _by_session(query: type[Query], *, after_id: bool = False, keyed: bool = False) -> QueryBuilder:
     history = ModelTable(SessionHistory)
     condition = history["session_id"] == slot("session_id")
     if after_id:
         condition &= history["id"] > slot("after_id")
-    return query.from_(history.table).select(*history.columns(_READ_FIELDS)).where(condition).orderby(history["id"])
+    columns = history.columns(_KEYED_FIELDS if keyed else _READ_FIELDS)
+    return query.from_(history.table).select(*columns).where(condition).orderby(history["id"])
 
 
 # Appends and per-session reads are the busiest statements of a running agent: built once.
 _INSERT = Statement(_insert)
 _BY_SESSION = Statement(_by_session)
 _SINCE_ID = Statement(lambda query: _by_session(query, after_id=True))
+_BY_SESSION_KEYED = Statement(lambda query: _by_session(query, keyed=True))
+_SINCE_ID_KEYED = Statement(lambda query: _by_session(query, after_id=True, keyed=True))
+
+
+def _parse(rows: Iterable[Any]) -> list[HistoryRecord] | None:
+    """The records of `rows`, or None when one of them cannot be read (the checks of `record_read`,
+    inline: this runs for every record of every session read)."""
+    records = []
+    for row in rows:
+        kind = row["type"]
+        at = row["at"]
+        if kind not in HISTORY_TYPES or type(at) is not int:
+            return None
+        try:
+            data = json_decode(row["data"])
+        except ROW_ERRORS:
+            return None
+        if not isinstance(data, FrozenDict):
+            return None
+        records.append(HistoryRecord(kind, at, data))
+    return records
 
 
 class HistoryRepository(Repository[HistoryRecord]):
     """Session history rows; ids grow with every append and are never reused."""
 
     model = SessionHistory
-    fields = _READ_FIELDS
+    fields = _KEYED_FIELDS
+    entity = "History record"
+
+    def record_read(self, row: Mapping[str, Any]) -> HistoryRecord:
+        """The record of a row; raises ValueError for a row that reads skip."""
+        kind = row["type"]
+        if kind not in HISTORY_TYPES:
+            raise ValueError(f"type {kind!r} is not a history record type")
+        at = row["at"]
+        if type(at) is not int:
+            raise ValueError(f"at must be integer milliseconds, got {type(at).__name__} {at!r}")
+        data = json_column(row, "data")
+        if not isinstance(data, FrozenDict):
+            raise ValueError(f"data must be a JSON object, got {type(data).__name__}")
+        return HistoryRecord(kind, at, data)
 
     async def find_by_session_id(self, session_id: str) -> list[HistoryRecord]:
         """The records of a session in append order."""
-        return _history_parse(await _BY_SESSION.rows(self._conn(), session_id=session_id))
+        conn = self._conn()
+        records = _parse(await _BY_SESSION.rows(conn, session_id=session_id))
+        if records is None:
+            records = self._records(await _BY_SESSION_KEYED.rows(conn, session_id=session_id))
+        return records
 
     async def find_by_agent_id(self, agent_id: str, limit: int | None = None) -> list[HistoryRecord]:
         """The records of all of an agent's sessions (oldest session first); `limit` keeps the oldest N."""
@@ -118,19 +147,29 @@ class HistoryRepository(Repository[HistoryRecord]):
         query = self._query(session__agent_id=agent_id).order_by("session__created_at", "id")
         if limit is not None:
             query = query.limit(limit)
-        return _history_parse(await query.values(*_READ_FIELDS))
+        records = _parse(await query.values(*_READ_FIELDS))
+        if records is None:
+            records = self._records(await query.values(*_KEYED_FIELDS))
+        return records
 
     async def append(self, session_id: str, record: HistoryRecord) -> int:
-        """Stores the record and returns its new id; an unknown session raises the foreign key error."""
+        """Stores the record and returns its new id; an unknown session raises the foreign key error.
+
+        A blank session id, or data with NaN, Infinity or a value JSON cannot hold, raises and writes nothing.
+        """
+        key_check(session_id, "History record session_id")
         history_record_check(record)
-        rows = await _INSERT.rows(
-            self._conn(), session_id=session_id, type=record.type, at=record.at, data=json_encode(record.data)
-        )
+        data = json_encode(record.data, "History record data")
+        rows = await _INSERT.rows(self._conn(), session_id=session_id, type=record.type, at=record.at, data=data)
         return int(rows[0]["id"])
 
     async def find_since_id(self, session_id: str, after_id: int) -> list[HistoryRecord]:
         """The records of a session with an id above `after_id`, in append order."""
-        return _history_parse(await _SINCE_ID.rows(self._conn(), session_id=session_id, after_id=after_id))
+        conn = self._conn()
+        records = _parse(await _SINCE_ID.rows(conn, session_id=session_id, after_id=after_id))
+        if records is None:
+            records = self._records(await _SINCE_ID_KEYED.rows(conn, session_id=session_id, after_id=after_id))
+        return records
 
     async def max_id(self, session_id: str) -> int | None:
         """The largest record id of a session, or None when it has none."""

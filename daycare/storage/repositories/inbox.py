@@ -9,6 +9,7 @@ from typing import Any
 from daycare.schema import InboxItem
 from daycare.storage.db.statements import upsert_statement
 from daycare.storage.repositories.base import Repository
+from daycare.storage.repositories.record_checks import key_check, number_check, text_check
 
 INBOX_FIELDS = ("id", "agent_id", "posted_at", "type", "data")
 # One atomic upsert, as the legacy code wrote it (never REPLACE, which deletes first). It is
@@ -32,14 +33,22 @@ class InboxRepository(Repository[InboxRecord]):
 
     model = InboxItem
     fields = INBOX_FIELDS
+    entity = "Inbox item"
 
     def record_read(self, row: Mapping[str, Any]) -> InboxRecord:
         return InboxRecord(*(row[field] for field in INBOX_FIELDS))
 
     async def insert(self, id: str, agent_id: str, posted_at: int, type: str, data: str) -> None:
-        """Inserts the item, or overwrites every column of the item with this id."""
+        """Inserts the item, or overwrites every column of the item with this id.
+
+        A blank or None id or agent id raises ValueError, a value of the wrong type TypeError; nothing is written.
+        """
         if not isinstance(data, str):
             raise TypeError(f"inbox data is stored as given and must be text, got {data.__class__.__name__}")
+        key_check(id, "Inbox item id")
+        key_check(agent_id, "Inbox item agent_id")
+        number_check(posted_at, "Inbox item posted_at")
+        text_check(type, "Inbox item type")
         await _UPSERT.run(self._conn(), id=id, agent_id=agent_id, posted_at=posted_at, type=type, data=data)
 
     async def find_by_agent_id(self, agent_id: str) -> list[InboxRecord]:

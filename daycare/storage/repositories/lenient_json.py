@@ -14,12 +14,13 @@ T = TypeVar("T")
 
 
 def json_decode_or(text: str | None, fallback: T) -> Any | T:
-    """The frozen value of `text`, or `fallback` when it is NULL or not valid JSON."""
+    """The frozen value of `text`, or `fallback` when it is NULL or not valid JSON (a BLOB, text that is
+    not UTF-8 and JSON nested too deeply to read included)."""
     if text is None:
         return fallback
     try:
         return json_decode(text)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return fallback
 
 

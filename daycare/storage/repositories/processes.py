@@ -205,8 +205,8 @@ class ProcessesRepository(CachedRepository[str, ProcessRecord]):
         """The column values the legacy code wrote for this record (its JSON as given)."""
         row = super().row_of(record)
         for name in _JSON_FIELDS:
-            row[name] = json_encode(row[name])
-        row["owner"] = None if record.owner is None else json_encode(record.owner)
+            row[name] = json_encode(row[name], f"Process {name}")
+        row["owner"] = None if record.owner is None else json_encode(record.owner, "Process owner")
         return row
 
     def stored(self, record: ProcessRecord) -> ProcessRecord:
@@ -219,6 +219,7 @@ class ProcessesRepository(CachedRepository[str, ProcessRecord]):
         # stay so); writing the stored record, as the base's `_create` does, would add readDirs.
         row = self.row_of(record)
         stored = self.record_read(row)
+        self._write_check(stored)
         async with self._writing(stored.id):
             await self._upsert.run(self._conn(), **row)
             self._cache.put(stored.id, stored)

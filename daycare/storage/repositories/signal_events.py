@@ -55,9 +55,9 @@ def signal_data_decode(text: str | None) -> Any:
     return json_decode_or(text, ABSENT)
 
 
-def signal_data_encode(data: Any) -> str | None:
-    """NULL for ABSENT, otherwise the payload as JSON (None becomes the text `null`)."""
-    return None if data is ABSENT else json_encode(data)
+def signal_data_encode(data: Any, field: str = "Signal data") -> str | None:
+    """NULL for ABSENT, otherwise the payload as JSON (None becomes the text `null`); `field` names it in errors."""
+    return None if data is ABSENT else json_encode(data, field)
 
 
 EVENT_FIELDS = ("id", "user_id", "type", "source", "data", "created_at")
@@ -127,6 +127,7 @@ class SignalEventsRepository(Repository[SignalEventRecord]):
 
     model = SignalEvent
     fields = EVENT_FIELDS
+    entity = "Signal event"
 
     def record_read(self, row: Mapping[str, Any]) -> SignalEventRecord:
         return SignalEventRecord(
@@ -139,14 +140,16 @@ class SignalEventsRepository(Repository[SignalEventRecord]):
         )
 
     async def create(self, record: SignalEventRecord) -> None:
-        """Inserts the event, or overwrites every column of the event with this id."""
+        """Inserts the event, or overwrites every column of the event with this id. A blank id or a value
+        of the wrong type raises ValueError or TypeError and writes nothing."""
+        self._write_check(record)
         await _UPSERT.run(
             self._conn(),
             id=record.id,
             user_id=record.user_id,
             type=record.type,
-            source=json_encode(record.source),
-            data=signal_data_encode(record.data),
+            source=json_encode(record.source, "Signal event source"),
+            data=signal_data_encode(record.data, "Signal event data"),
             created_at=record.created_at,
         )
 
@@ -180,19 +183,19 @@ class SignalEventsRepository(Repository[SignalEventRecord]):
             bound["limit"] = _NO_LIMIT if page_size is None else page_size
             bound["offset"] = skip
         statement = _page(bool(user_id), bool(type), paged)
-        return [self.record_read(row) for row in await statement.rows(self._conn(), **bound)]
+        return self._records(await statement.rows(self._conn(), **bound))
 
     async def find_recent(self, ctx: Context, limit: float = 200) -> list[SignalEventRecord]:
         """The user's latest `limit` events (1..1000), oldest first."""
         rows = await _recent(True).rows(self._conn(), user_id=ctx.user_id, limit=limit_clamp(limit, 1, 1000))
-        return [self.record_read(row) for row in reversed(rows)]
+        return self._records(reversed(rows))
 
     async def find_recent_all(self, limit: float = 200) -> list[SignalEventRecord]:
         """Every user's latest `limit` events (1..1000), oldest first."""
         rows = await _recent(False).rows(self._conn(), limit=limit_clamp(limit, 1, 1000))
-        return [self.record_read(row) for row in reversed(rows)]
+        return self._records(reversed(rows))
 
     async def find_by_id(self, id: str) -> SignalEventRecord | None:
         """The event with this id, or None."""
         rows = await _BY_ID.rows(self._conn(), id=id)
-        return self.record_read(rows[0]) if rows else None
+        return self._record(rows[0]) if rows else None

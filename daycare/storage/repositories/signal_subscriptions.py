@@ -89,6 +89,7 @@ class SignalSubscriptionsRepository(CachedRepository[SubscriptionKey, SignalSubs
     fields = SUBSCRIPTION_FIELDS
     entity = "Signal subscription"
     conflict = _KEY_FIELDS
+    key_fields = _KEY_FIELDS
 
     def key_of(self, record: SignalSubscriptionRecord) -> SubscriptionKey:
         return (record.user_id, record.agent_id, record.pattern)
@@ -110,12 +111,18 @@ class SignalSubscriptionsRepository(CachedRepository[SubscriptionKey, SignalSubs
     async def create(self, record: SignalSubscriptionRecord) -> None:
         """Inserts the subscription, or gives the existing one for that key this id, silent and updated_at.
 
-        Another subscription that already has this id raises IntegrityError (id is the primary key).
+        Another subscription that already has this id raises IntegrityError (id is the primary key); a
+        blank id or a value of the wrong type raises ValueError or TypeError and writes nothing.
         """
+        self._write_check(record)
         key = self.key_of(record)
         async with self._writing(key):
             rows = await _UPSERT.rows(self._conn(), **self.row_of(record))
-            self._cache.put(key, self.record_read(rows[0]))
+            stored = self._record(rows[0])
+            if stored is None:
+                self._cache.evict(key)
+            else:
+                self._cache.put(key, stored)
 
     async def delete(self, ctx: Context, pattern: str) -> bool:
         """Removes the context agent's subscription to `pattern` (taken verbatim); needs an agent context."""
@@ -137,4 +144,4 @@ class SignalSubscriptionsRepository(CachedRepository[SubscriptionKey, SignalSubs
         One indexed query on the user's rows; they are not cached (a signal's delivery needs none again).
         """
         rows = await _BY_USER.rows(self._conn(), user_id=ctx.user_id)
-        return [self.record_read(row) for row in rows if signal_type_matches_pattern(signal_type, row["pattern"])]
+        return [record for record in self._records(rows) if signal_type_matches_pattern(signal_type, record.pattern)]

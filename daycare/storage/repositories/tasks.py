@@ -80,6 +80,7 @@ class TasksRepository(CachedRepository[TaskKey, TaskRecord]):
     fields = TASK_FIELDS
     entity = "Task"
     conflict = _KEY_FIELDS
+    key_fields = _KEY_FIELDS
     nullable = frozenset({"description", "deleted_at"})
 
     def record_read(self, row: Mapping[str, Any]) -> TaskRecord:
@@ -93,8 +94,11 @@ class TasksRepository(CachedRepository[TaskKey, TaskRecord]):
         return Task.key_filter(user_id=user_id, id=id)
 
     def stored(self, record: TaskRecord) -> TaskRecord:
-        """The record with its user_id trimmed; raises ValueError when it is blank."""
-        user_id = record.user_id.strip()
+        """The record with its user_id trimmed; raises ValueError when it is blank or None."""
+        user_id = record.user_id
+        if user_id is not None and not isinstance(user_id, str):
+            raise TypeError(f"Task userId must be a string, got {type(user_id).__name__} {user_id!r}")
+        user_id = (user_id or "").strip()
         if not user_id:
             raise ValueError("Task userId is required.")
         return dataclasses.replace(record, user_id=user_id)
@@ -119,9 +123,11 @@ class TasksRepository(CachedRepository[TaskKey, TaskRecord]):
     async def create(self, record: TaskRecord) -> None:
         """Inserts the task or overwrites the user's live task with that id (created_at included).
 
-        Raises ValueError when user_id is blank, or when the id belongs to the user's soft-deleted task.
+        Raises ValueError when user_id or id is blank, or when the id belongs to the user's soft-deleted
+        task; TypeError for a value of the wrong type.
         """
         stored = self.stored(record)
+        self._write_check(stored)
         key = self.key_of(stored)
         async with self._writing(key):
             if not await _UPSERT.run(self._conn(), **self.row_of(stored)):
@@ -146,6 +152,7 @@ class TasksRepository(CachedRepository[TaskKey, TaskRecord]):
             if current is None:
                 raise LookupError(f"Task not found: {id}")
             changed = self.stored(record_patch(current, merged, entity=self.entity, nullable=self.nullable))
+            self._write_check(changed)
             row = self.row_of(changed)
             del row["id"]  # user_id stays: it is how a task moves to another user
             await self._query(**self.key_filter(key)).update(**row)

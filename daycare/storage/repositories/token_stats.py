@@ -19,6 +19,7 @@ from daycare.storage.db.statements import ModelTable, Statement, slot
 from daycare.storage.repositories.base import Repository
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.limits import limit_resolve
+from daycare.storage.repositories.record_checks import number_check, text_check
 
 HOUR_MS = 3_600_000
 
@@ -86,6 +87,8 @@ class TokenStatsRepository(Repository[TokenStatsRecord]):
 
     model = TokenStatsHourly
     fields = TOKEN_STATS_FIELDS
+    entity = "Token stats"
+    key_fields = TOKEN_STATS_KEY
 
     def record_read(self, row: Mapping[str, Any]) -> TokenStatsRecord:
         return TokenStatsRecord(
@@ -116,6 +119,8 @@ class TokenStatsRepository(Repository[TokenStatsRecord]):
 
         A blank model, or nothing to add, changes nothing; otherwise a user-only context raises.
         """
+        text_check(model, "Token stats model")
+        number_check(at, "Token stats at", nullable=True)
         model = model.strip()
         if not model:
             return

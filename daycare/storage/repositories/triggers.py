@@ -2,7 +2,8 @@
 
 A trigger runs a task of its own user: `(user_id, task_id)` references `tasks(user_id, id)` in
 the schema, so SQLite refuses a trigger that points at another user's task. Trigger ids are
-global. The task id is trimmed when a trigger is written and required when it is read or written.
+global. The task id is trimmed when a trigger is written and required when it is read or written:
+a row without one cannot be read, so reads leave it out.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class TriggersRepository(CachedRepository[str, R]):
 
     def record_read(self, row: Mapping[str, Any]) -> R:
         """The record of a row; a row whose task_id is blank raises ValueError."""
-        task_id = (row["task_id"] or "").strip()
+        task_id = row["task_id"].strip() if isinstance(row["task_id"], str) else ""
         if not task_id:
             raise ValueError(f"{self.label} {row['id']} is missing required task_id.")
         values = {field: row[field] for field in self.fields}
@@ -49,8 +50,11 @@ class TriggersRepository(CachedRepository[str, R]):
         return record
 
     def stored(self, record: R) -> R:
-        """The record with its task_id trimmed; raises ValueError when it is blank."""
-        task_id = record.task_id.strip()
+        """The record with its task_id trimmed; raises ValueError when it is blank or None."""
+        task_id = record.task_id
+        if task_id is not None and not isinstance(task_id, str):
+            raise TypeError(f"{self.label} taskId must be a string, got {type(task_id).__name__} {task_id!r}")
+        task_id = (task_id or "").strip()
         if not task_id:
             raise ValueError(f"{self.label} taskId is required.")
         trimmed: R = dataclasses.replace(cast(Any, record), task_id=task_id)

@@ -4,10 +4,15 @@
 connector key leaves no user row behind (the legacy code committed the user first). Reads
 are indexed queries: by id, by connector key, by nametag, the owner and a parent's sub-users;
 only `find_all` loads every user.
+
+Connector keys and nametags are Unicode text that users type: the NFC and NFD spellings of
+one key are one key. They are stored in NFC and looked up in NFC; a lookup also finds a key
+an older version stored in NFD.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict
@@ -22,6 +27,16 @@ from daycare.storage.db.database import Database
 from daycare.storage.db.statements import ModelTable, Statement, returning, slot
 from daycare.storage.identifiers import cuid_create, nametag_generate
 from daycare.storage.repositories.base import CachedRepository
+from daycare.storage.repositories.record_checks import (
+    ROW_ERRORS,
+    SkippedRows,
+    UnreadableRow,
+    key_check,
+    number_check,
+    record_check,
+    records_read,
+    text_check,
+)
 
 NAMETAG_ATTEMPTS = 100
 NAMETAG_TAKEN = "users.nametag"
@@ -71,15 +86,27 @@ class UserFields(TypedDict, total=False):
     connector_key: str | None
 
 
+def key_normalize(text: str) -> str:
+    """A typed key (connector key, nametag) in NFC: one spelling for the NFC and NFD forms of one text."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def _spellings(text: str) -> list[str]:
+    """The NFC form of a key first, then the NFD form an older version may have stored, if it differs."""
+    nfc = key_normalize(text)
+    nfd = nfc if nfc.isascii() else unicodedata.normalize("NFD", nfc)
+    return [nfc] if nfd == nfc else [nfc, nfd]
+
+
 def connector_key_create(connector: str, user_id: str) -> str:
-    """Builds `connector:userId` from trimmed parts; raises ValueError when a part is empty."""
-    connector = connector.strip()
-    user_id = user_id.strip()
+    """Builds `connector:userId` from trimmed parts, in NFC; raises ValueError when a part is empty or None."""
+    connector = (connector or "").strip()
+    user_id = (user_id or "").strip()
     if not connector:
         raise ValueError("Connector is required")
     if not user_id:
         raise ValueError("Connector userId is required")
-    return f"{connector}:{user_id}"
+    return key_normalize(f"{connector}:{user_id}")
 
 
 def constraint_failed_on(error: BaseException, target: str) -> bool:
@@ -117,6 +144,15 @@ def _user_id_by_key(query: type[Query]) -> QueryBuilder:
     )
 
 
+def _user_ids_by_spellings(query: type[Query]) -> QueryBuilder:
+    keys = ModelTable(UserConnectorKey)
+    return (
+        query.from_(keys.table)
+        .select(keys["user_id"], keys["connector_key"])
+        .where(keys["connector_key"].isin([slot("nfc"), slot("nfd")]))
+    )
+
+
 def _any_user(query: type[Query]) -> QueryBuilder:
     users = ModelTable(User)
     return query.from_(users.table).select(users["id"]).limit(1)
@@ -136,13 +172,16 @@ def _key_insert(query: type[Query]) -> QueryBuilder:
 _USER_BY_ID = Statement(_user_by_id)
 _KEYS_BY_USER = Statement(_keys_by_user)
 _USER_ID_BY_KEY = Statement(_user_id_by_key)
+_USER_IDS_BY_SPELLINGS = Statement(_user_ids_by_spellings)
 _ANY_USER = Statement(_any_user)
 _USER_INSERT = Statement(_user_insert)
 _KEY_INSERT = Statement(_key_insert)
 
 
 def _key_read(row: Mapping[str, Any]) -> ConnectorKeyRecord:
-    return ConnectorKeyRecord(row["id"], row["user_id"], row["connector_key"])
+    key = ConnectorKeyRecord(row["id"], row["user_id"], row["connector_key"])
+    record_check(key, "User connector key")
+    return key
 
 
 def _users_sort(records: Iterable[UserRecord]) -> list[UserRecord]:
@@ -162,6 +201,7 @@ class UsersRepository(CachedRepository[str, UserRecord]):
         # Secondary lookups into the cache; a stale entry is harmless: the id is checked on use.
         self._id_by_connector_key: dict[str, str] = {}
         self._id_by_nametag: dict[str, str] = {}
+        self._keys_skipped = SkippedRows(UserConnectorKey._meta.db_table, ("id",))
 
     def record_read(self, row: Mapping[str, Any], keys: Sequence[ConnectorKeyRecord] = ()) -> UserRecord:
         return UserRecord(
@@ -188,32 +228,44 @@ class UsersRepository(CachedRepository[str, UserRecord]):
         return loaded
 
     async def find_by_connector_key(self, connector_key: str) -> UserRecord | None:
-        """The user owning this exact (untrimmed) key; always asks the database on a cache miss."""
+        """The user owning this key (untrimmed; NFC and NFD spellings are one key); always asks the
+        database on a cache miss."""
+        spellings = _spellings(connector_key)
+        connector_key = spellings[0]
         cached_id = self._id_by_connector_key.get(connector_key)
         if cached_id:
             user = await self.find_by_id(cached_id)
-            if user is not None and any(key.connector_key == connector_key for key in user.connector_keys):
+            if user is not None and any(key.connector_key in spellings for key in user.connector_keys):
                 return user
             self._id_by_connector_key.pop(connector_key, None)
-        rows = await _USER_ID_BY_KEY.rows(self._conn(), connector_key=connector_key)
-        user_id = (rows[0]["user_id"] or "").strip() if rows else ""
+        if len(spellings) == 1:
+            rows = await _USER_ID_BY_KEY.rows(self._conn(), connector_key=connector_key)
+        else:  # the NFC row first: an older version may have stored the NFD spelling too
+            found = await _USER_IDS_BY_SPELLINGS.rows(self._conn(), nfc=spellings[0], nfd=spellings[1])
+            rows = sorted(found, key=lambda row: row["connector_key"] != connector_key)
+        user_id = rows[0]["user_id"] if rows else None
+        user_id = user_id.strip() if isinstance(user_id, str) else ""
         return await self.find_by_id(user_id) if user_id else None
 
     async def find_by_nametag(self, nametag: str) -> UserRecord | None:
-        """The user with this nametag (trimmed); an empty tag finds nobody."""
-        nametag = nametag.strip()
+        """The user with this nametag (trimmed; NFC and NFD spellings are one tag); an empty tag finds nobody."""
+        nametag = nametag.strip() if isinstance(nametag, str) else ""
         if not nametag:
             return None
+        spellings = _spellings(nametag)
+        nametag = spellings[0]
         cached_id = self._id_by_nametag.get(nametag)
         if cached_id:
             user = await self.find_by_id(cached_id)
-            if user is not None and user.nametag == nametag:
+            if user is not None and user.nametag in spellings:
                 return user
             self._id_by_nametag.pop(nametag, None)
         if self._cache.all_loaded:
             return None
-        user_id = await self._query(nametag=nametag).first().values_list("id", flat=True)
-        return await self.find_by_id(str(user_id).strip()) if user_id else None
+        found = await self._query(nametag__in=spellings).values("id", "nametag")
+        found.sort(key=lambda row: row["nametag"] != nametag)
+        user_id = found[0]["id"] if found else None
+        return await self.find_by_id(user_id.strip()) if isinstance(user_id, str) and user_id.strip() else None
 
     async def find_all(self) -> list[UserRecord]:
         """Every user by created_at, then id; the first call loads them all and rebuilds the cache."""
@@ -237,6 +289,10 @@ class UsersRepository(CachedRepository[str, UserRecord]):
             return None
         user_id = await self._query(is_owner=True).first().values_list("id", flat=True)
         return await self.find_by_id(str(user_id).strip()) if user_id else None
+
+    async def owner_row_exists(self) -> bool:
+        """Whether the table holds an owner row at all, readable or not (one indexed query)."""
+        return await self._query(is_owner=True).exists()
 
     async def find_by_parent_user_id(self, parent_user_id: str) -> list[UserRecord]:
         """The sub-users of a user by created_at, then id (one indexed query, plus their keys)."""
@@ -267,20 +323,26 @@ class UsersRepository(CachedRepository[str, UserRecord]):
         updated_at: int | None = None,
         connector_key: str | None = None,
     ) -> UserRecord:
-        """Inserts a user and its connector key (trimmed; empty: none) in one transaction; a given nametag
-        is tried once, else up to 100 generated ones. Database errors propagate and leave no row."""
+        """Inserts a user and its connector key (trimmed, in NFC; empty: none) in one transaction; a given
+        nametag (in NFC) is tried once, else up to 100 generated ones. Database errors propagate and leave
+        no row; ValueError or TypeError, for a blank id or a value of the wrong type, write nothing."""
+        if id is not None:
+            key_check(id, "User id")
+        for what, text in (("connector_key", connector_key), ("nametag", nametag)):
+            text_check(text, f"User {what}", nullable=True)
         created = now_ms() if created_at is None else created_at
         record = UserRecord(
             id=cuid_create() if id is None else id,
-            is_owner=is_owner,
+            is_owner=bool(is_owner),
             parent_user_id=parent_user_id,
             name=name,
-            nametag="",
+            nametag="-",  # replaced by each attempt's nametag
             created_at=created,
             updated_at=created if updated_at is None else updated_at,
         )
-        key = (connector_key or "").strip()
-        explicit = (nametag or "").strip()
+        self._write_check(record)
+        key = key_normalize((connector_key or "").strip())
+        explicit = key_normalize((nametag or "").strip())
         async with self._writing(record.id):
             for _ in range(1 if explicit else NAMETAG_ATTEMPTS):
                 attempt = replace(record, nametag=explicit or nametag_generate())
@@ -304,13 +366,15 @@ class UsersRepository(CachedRepository[str, UserRecord]):
         updated_at: int | None = None,
     ) -> None:
         """Changes is_owner, created_at and updated_at (the only updatable fields); LookupError if missing."""
+        number_check(created_at, "User created_at", nullable=True)
+        number_check(updated_at, "User updated_at", nullable=True)
         async with self._writing(id):
             current = self._cache.get(id) or await self._row_load(id)
             if current is None:
                 raise LookupError(f"User not found: {id}")
             changed = replace(
                 current,
-                is_owner=current.is_owner if is_owner is None else is_owner,
+                is_owner=current.is_owner if is_owner is None else bool(is_owner),
                 created_at=current.created_at if created_at is None else created_at,
                 updated_at=current.updated_at if updated_at is None else updated_at,
             )
@@ -334,7 +398,11 @@ class UsersRepository(CachedRepository[str, UserRecord]):
             self._cache.drop(id)
 
     async def add_connector_key(self, user_id: str, connector_key: str) -> None:
-        """Adds a key (not trimmed) after the user's others; LookupError if the user is missing."""
+        """Adds a key (not trimmed; in NFC) after the user's others; LookupError if the user is missing,
+        ValueError for a blank key or user id."""
+        key_check(user_id, "User id")
+        key_check(connector_key, "User connector_key")
+        connector_key = key_normalize(connector_key)
         async with self._writing(user_id):
             current = self._cache.get(user_id) or await self._row_load(user_id)
             if current is None:
@@ -360,18 +428,39 @@ class UsersRepository(CachedRepository[str, UserRecord]):
         if not rows:
             return None
         keys = await _KEYS_BY_USER.rows(conn, user_id=id)
-        return self.record_read(rows[0], [_key_read(key) for key in keys])
+        return self._user_of(rows[0], records_read(keys, _key_read, self._keys_skipped))
+
+    def _user_of(self, row: Mapping[str, Any], keys: Sequence[ConnectorKeyRecord]) -> UserRecord | None:
+        """The checked user of a row with its keys; None (logged once) when the row cannot be read."""
+        try:
+            user = self.record_read(row, keys)
+            record_check(user, self.entity)
+        except ROW_ERRORS as error:
+            self._skipped.skip(row, error)
+            return None
+        return user
+
+    async def rows_unreadable(self) -> list[UnreadableRow]:
+        """The unreadable rows of users and of their connector keys."""
+        found = await super().rows_unreadable()
+        async for row in self._rows_all(KEY_FIELDS, UserConnectorKey):
+            try:
+                _key_read(row)
+            except ROW_ERRORS as error:
+                found.append(self._keys_skipped.unreadable(row, error))
+        return found
 
     async def _read_with_keys(self, query: QuerySet[User], *, every_user: bool = False) -> list[UserRecord]:
         """The users `query` selects by created_at, then id, each with its keys."""
         rows = await query.order_by("created_at", "id").values(*USER_FIELDS)
-        keys_query = (
-            UserConnectorKey.all() if every_user else UserConnectorKey.filter(user_id__in=[r["id"] for r in rows])
-        )
+        ids = [row["id"] for row in rows if isinstance(row["id"], str)]
+        keys_query = UserConnectorKey.all() if every_user else UserConnectorKey.filter(user_id__in=ids)
         keys: dict[str, list[ConnectorKeyRecord]] = {}
-        for key in await keys_query.using_db(self._conn()).order_by("id").values(*KEY_FIELDS):
-            keys.setdefault(key["user_id"], []).append(_key_read(key))
-        return [self.record_read(row, keys.get(row["id"], ())) for row in rows]
+        key_rows = await keys_query.using_db(self._conn()).order_by("id").values(*KEY_FIELDS)
+        for key in records_read(key_rows, _key_read, self._keys_skipped):
+            keys.setdefault(key.user_id, []).append(key)
+        users = (self._user_of(row, keys.get(row["id"], ())) for row in rows)
+        return [user for user in users if user is not None]
 
     def _lookups_add(self, record: UserRecord) -> None:
         self._id_by_nametag[record.nametag] = record.id

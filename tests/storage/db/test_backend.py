@@ -121,3 +121,17 @@ async def test_a_burst_of_statements_still_lets_other_tasks_run(db: Database) ->
     done = True
     await task
     assert ticks_during >= 3
+
+
+async def test_execute_many_is_atomic_on_its_own_and_joins_an_open_transaction(db: Database) -> None:
+    await db.connection().execute_script("CREATE TABLE many (n INTEGER UNIQUE);")
+    with pytest.raises(IntegrityError):
+        await db.connection().execute_many("INSERT INTO many VALUES (?)", [[1], [2], [1]])
+    assert await db.connection().execute_query_dict("SELECT n FROM many") == []
+    with pytest.raises(RuntimeError):
+        async with db.in_transaction() as tx:
+            await tx.execute_many("INSERT INTO many VALUES (?)", [[1], [2]])
+            assert len(await tx.execute_query_dict("SELECT n FROM many")) == 2
+            raise RuntimeError("roll back")
+    await db.connection().execute_many("INSERT INTO many VALUES (?)", [[3], [4]])
+    assert await db.connection().execute_query_dict("SELECT n FROM many ORDER BY n") == [{"n": 3}, {"n": 4}]

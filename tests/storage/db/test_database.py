@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
 from tortoise.exceptions import OperationalError
 
 from daycare.schema import User
-from daycare.storage.db.database import Database, database_close, database_location, database_open
+from daycare.storage.db.database import (
+    Database,
+    DatabaseCorrupt,
+    DatabaseNotWritable,
+    DiskFull,
+    database_close,
+    database_location,
+    database_open,
+    database_writable_check,
+)
 from daycare.storage.errors import StorageError
 from daycare.storage.migrations.migrate import database_migrate
+from tests.conftest import legacy_path
+from tests.storage.db.file_states import disk_fill, full_disk, unwritable
 
 
 async def pragma(db: Database, name: str) -> object:
@@ -53,12 +67,98 @@ async def test_memory_database_has_foreign_keys_and_no_path() -> None:
     [
         ("postgres://localhost/daycare", "Unsupported database URL scheme"),
         ("  ", "empty"),
-        ("sqlite:///x.db?journal_mode=WAL;DROP", "Invalid pragma"),
+        ("sqlite:///x.db?journal_mode=WAL;DROP", "Unknown parameter 'journal_mode'.*WAL mode itself"),
+        ("sqlite:///x.db?synchronous=FUL", "Invalid synchronous='FUL'.*use one of OFF, NORMAL, FULL, EXTRA"),
+        ("sqlite:///x.db?synchronus=FULL", "Unknown parameter 'synchronus'.*Known parameters: cache_size,"),
+        ("sqlite:///x.db?foreign_keys=OFF", "foreign_keys=OFF .* is not allowed: Daycare needs foreign keys on"),
+        ("sqlite:///x.db?foreign_keys=maybe", "Invalid foreign_keys='maybe'.*use one of ON"),
+        ("sqlite:///x.db?synchronous=", "Invalid synchronous=''"),
+        ("sqlite:///x.db?synchronous=FULL&synchronous=OFF", "synchronous is given twice"),
+        ("sqlite:///x.db?cache_size=big", "Invalid cache_size='big'.*a whole number"),
+        ("sqlite:///x.db?mmap_size=-1", "Invalid mmap_size='-1'.*a whole number from 0"),
+        ("sqlite:///x.db?lock_timeout=1.5", "Invalid lock_timeout='1.5'"),
+        ("sqlite:///x.db?busy_timeout=100", "Use lock_timeout"),
+        ("sqlite:///x.db?mode=ro", "Unknown parameter 'mode'"),
     ],
 )
 def test_bad_locations_are_refused_with_a_clear_message(location: str, message: str) -> None:
-    with pytest.raises(StorageError, match=message):
+    with pytest.raises(StorageError, match=re.compile(message, re.DOTALL)):
         database_location(location)
+
+
+def test_known_parameters_are_passed_on_normalized() -> None:
+    location = database_location("sqlite:///x.db?synchronous=normal&Cache_Size=-2000&lock_timeout=250&foreign_keys=on")
+    assert location.pragmas == (
+        ("synchronous", "NORMAL"),
+        ("cache_size", "-2000"),
+        ("lock_timeout", "250"),
+        ("foreign_keys", "ON"),
+    )
+
+
+async def test_a_lowercase_pragma_value_takes_effect(tmp_path: Path) -> None:
+    db = await database_open(f"sqlite://{tmp_path}/c.db?synchronous=full")
+    try:
+        assert await pragma(db, "synchronous") == 2
+    finally:
+        await database_close(db)
+
+
+async def test_missing_folders_are_created_0700_each(tmp_path: Path) -> None:
+    db = await database_open(tmp_path / "a" / "b" / "daycare.db")
+    await database_close(db)
+    assert [stat.S_IMODE(folder.stat().st_mode) for folder in (tmp_path / "a", tmp_path / "a" / "b")] == [0o700] * 2
+
+
+def test_a_writable_database_passes_the_check(tmp_path: Path) -> None:
+    database_writable_check(tmp_path / "new" / "daycare.db")  # a missing folder is judged by the one above it
+    database_writable_check(None)
+
+
+def test_an_unwritable_file_is_named_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "daycare.db"
+    path.write_bytes(b"")
+    with unwritable(path) as how, pytest.raises(DatabaseNotWritable) as refused:
+        database_writable_check(path, outcome="Nothing was changed and no backup was written")
+    reason = "it is immutable" if how == "chattr +i" else "its permissions (0400"
+    assert f"{path} is read-only: {reason}" in str(refused.value)
+    assert "Nothing was changed and no backup was written. Make it writable" in str(refused.value)
+
+
+def test_an_unwritable_folder_is_named_with_the_reason(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with unwritable(folder), pytest.raises(DatabaseNotWritable, match=f"its folder {folder} is read-only"):
+        database_writable_check(folder / "daycare.db")
+
+
+async def test_a_read_only_folder_at_open_is_not_called_an_unreadable_database(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copyfile(legacy_path("empty.db"), folder / "daycare.db")  # WAL: SQLite must create -shm beside it
+    with unwritable(folder), pytest.raises(DatabaseNotWritable, match=f"its folder {folder} is read-only"):
+        await database_open(folder / "daycare.db")
+
+
+async def test_a_damaged_file_is_called_damaged_and_never_told_to_skip_the_backup(tmp_path: Path) -> None:
+    path = tmp_path / "daycare.db"
+    shutil.copyfile(legacy_path("populated.db"), path)
+    with open(path, "r+b") as file:  # the page after the header: sqlite_master's continuation and tables
+        file.seek(100)
+        file.write(b"\xff" * 4000)
+    with pytest.raises(DatabaseCorrupt) as refused:
+        await database_open(path)
+    assert "is damaged: SQLite reports database disk image is malformed" in str(refused.value)
+    assert "backup" in str(refused.value) and "--no-backup" not in str(refused.value)
+
+
+async def test_a_full_disk_at_open_is_called_a_full_disk(tmp_path: Path) -> None:
+    with full_disk(tmp_path / "small") as folder:
+        shutil.copyfile(legacy_path("empty.db"), folder / "daycare.db")
+        disk_fill(folder)
+        for target in (folder / "daycare.db", folder / "new.db"):
+            with pytest.raises(DiskFull, match=f"The disk that holds {target} is full"):
+                await database_open(target)
 
 
 async def test_a_folder_is_not_a_database(tmp_path: Path) -> None:

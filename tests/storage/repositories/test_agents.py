@@ -144,15 +144,21 @@ async def test_json_is_written_as_legacy_wrote_it(storage: Storage) -> None:
     )
 
 
-async def test_broken_json_raises_on_read(storage: Storage) -> None:
+async def test_a_row_with_broken_json_reads_as_missing_and_is_logged_once(
+    storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    await storage.agents.create(agent_record("good", await owner_id(storage), updated_at=5))
     await storage.db.connection().execute_query(
         "INSERT INTO agents (id, user_id, type, descriptor, permissions, created_at, updated_at) "
         "VALUES ('broken', 'u', 'cron', '{not json', '{}', 1, 1)"
     )
-    with pytest.raises(ValueError):
-        await storage.agents.find_by_id("broken")
-    with pytest.raises(ValueError):
-        await storage.agents.find_all()
+    fresh = Storage.from_database(storage.db).agents
+    assert await fresh.find_by_id("broken") is None
+    assert await fresh.find_by_id("broken") is None
+    assert [record.id for record in await fresh.find_all()] == ["good"]
+    skipped = [r.getMessage() for r in caplog.records if "unreadable row of agents" in r.getMessage()]
+    assert len(skipped) == 1, skipped
+    assert "(id='broken'): descriptor is not JSON" in skipped[0]
 
 
 async def test_empty_tokens_text_reads_as_none(storage: Storage) -> None:

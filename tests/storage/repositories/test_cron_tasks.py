@@ -104,15 +104,20 @@ async def test_task_id_is_trimmed_and_required(storage: Storage, db: Database) -
         await storage.cron_tasks.update("nope", enabled=False)
 
 
-async def test_a_row_without_task_id_fails_to_read(storage: Storage, db: Database) -> None:
+async def test_a_row_without_task_id_is_left_out_of_reads(
+    storage: Storage, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     await task_create(storage, "task-1")
     await storage.cron_tasks.create(trigger(task_id="task-1"))
-    # Only a raw write can blank the column; the repository refuses to read such a row.
+    # Only a raw write can blank the column; the repository cannot read such a row and skips it.
     await db.connection().execute_query("PRAGMA foreign_keys = OFF")
     await db.connection().execute_query("UPDATE tasks_cron SET task_id = ' '")
     await db.connection().execute_query("PRAGMA foreign_keys = ON")
-    with pytest.raises(ValueError, match=r"^Cron trigger daily-report is missing required task_id.$"):
-        await Storage.from_database(db).cron_tasks.find_by_id("daily-report")
+    fresh = Storage.from_database(db).cron_tasks
+    assert await fresh.find_by_id("daily-report") is None
+    assert await fresh.find_all(include_disabled=True) == []
+    [message] = [r.getMessage() for r in caplog.records if "unreadable row" in r.getMessage()]
+    assert "tasks_cron (id='daily-report'): Cron trigger daily-report is missing required task_id." in message
 
 
 async def test_find_many_filters_by_user_and_enabled(storage: Storage) -> None:

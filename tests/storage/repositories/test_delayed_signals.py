@@ -63,9 +63,16 @@ async def test_repeat_key_replacement_is_scoped_to_user_and_type(storage: Storag
 async def test_a_failed_replacement_rolls_back_the_delete(storage: Storage, db: Database) -> None:
     repo = storage.delayed_signals
     await repo.create(delayed("first", "t", 10, "k", data={"v": 1}))
-    broken = delayed("second", "t", 20, "k", created_at=None)
-    with pytest.raises(IntegrityError, match=r"NOT NULL constraint failed: signals_delayed.created_at"):
-        await repo.create(broken)
+    # A record the table cannot hold is refused before anything is written.
+    with pytest.raises(ValueError, match=r"^Delayed signal created_at cannot be None$"):
+        await repo.create(delayed("second", "t", 20, "k", created_at=None))
+    # A database error inside the transaction (here a trigger refusing the row) rolls the delete back.
+    await db.connection().execute_script(
+        "CREATE TRIGGER refuse_second BEFORE INSERT ON signals_delayed WHEN NEW.id = 'second' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+    )
+    with pytest.raises(IntegrityError, match=r"refused by the test"):
+        await repo.create(delayed("second", "t", 20, "k"))
     assert [row["id"] for row in file_rows(db, "signals_delayed", "id")] == ["first"]
     first = await repo.find_by_id("first")
     assert first is not None and first.data == {"v": 1}

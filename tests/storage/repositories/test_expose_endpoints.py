@@ -115,10 +115,11 @@ async def test_domains_are_normalised_on_write_and_checked_on_read(storage: Stor
     await storage.expose_endpoints.update("ep", domain="NEW.example.com")
     [row] = file_rows(db, "expose_endpoints", "id")
     assert (row["domain"], row["provider"], row["updated_at"]) == ("new.example.com", "provider-a", 3)
-    # A stored domain that is not a hostname makes reads fail, as in the legacy code.
+    # A stored domain that is not a hostname: the row cannot be read, and reads leave it out.
     await raw_insert(db, "broken", '{"type":"port","port":1}', "not a domain", None)
-    with pytest.raises(ValueError, match=r"^Invalid expose domain: not a domain$"):
-        await Storage.from_database(db).expose_endpoints.find_all()
+    fresh = Storage.from_database(db).expose_endpoints
+    assert [record.id for record in await fresh.find_all()] == ["ep"]
+    assert await fresh.find_by_id("broken") is None
 
 
 async def test_broken_target_and_auth_fall_back(storage: Storage, db: Database) -> None:

@@ -335,3 +335,54 @@ async def test_a_slow_load_never_caches_the_user_a_write_replaced(
     assert fresh is not None and fresh.updated_at == 99 and len(fresh.connector_keys) == 1
     assert await repo.find_by_id("u1") == fresh
     assert await repo.find_by_connector_key("telegram:1") == fresh
+
+
+NFC_KEY = "telegram:José"
+NFD_KEY = "telegram:Jose\u0301"
+
+
+def test_connector_keys_are_built_in_nfc() -> None:
+    assert NFC_KEY != NFD_KEY
+    assert connector_key_create("telegram", "Jose\u0301") == NFC_KEY
+    assert connector_key_create(" telegram ", "José ") == NFC_KEY
+
+
+async def test_nfc_and_nfd_spellings_of_a_key_are_one_user(storage: Storage, db: Database) -> None:
+    first = await storage.resolve_user_by_connector_key(NFD_KEY)
+    second = await storage.resolve_user_by_connector_key(NFC_KEY)
+    third = await Storage.from_database(db).resolve_user_by_connector_key(f" {NFD_KEY} ")
+    assert first.id == second.id == third.id
+    _, rows = await db.connection().execute_query("SELECT connector_key FROM user_connector_keys")
+    assert [row["connector_key"] for row in rows] == [NFC_KEY]
+    fresh = UsersRepository(db)
+    for spelling in (NFC_KEY, NFD_KEY):
+        found = await fresh.find_by_connector_key(spelling)
+        assert found is not None and found.id == first.id
+    # add_connector_key stores NFC too: the NFD spelling of a taken key is taken.
+    with pytest.raises(IntegrityError):
+        await fresh.add_connector_key(first.id, NFD_KEY)
+
+
+async def test_a_key_an_older_version_stored_in_nfd_is_found_by_either_spelling(storage: Storage, db: Database) -> None:
+    user = await storage.create_user()
+    await db.connection().execute_query(
+        "INSERT INTO user_connector_keys (user_id, connector_key) VALUES (?, ?)", [user.id, NFD_KEY]
+    )
+    for spelling in (NFC_KEY, NFD_KEY):
+        found = await UsersRepository(db).find_by_connector_key(spelling)
+        assert found is not None and found.id == user.id
+    before = await user_count(db)
+    resolved = await Storage.from_database(db).resolve_user_by_connector_key(NFC_KEY)
+    assert resolved.id == user.id and await user_count(db) == before
+
+
+async def test_nametags_are_stored_and_found_in_nfc(storage: Storage, db: Database) -> None:
+    user = await storage.create_user(nametag="Zoe\u0308")
+    assert user.nametag == "Zoë"
+    _, rows = await db.connection().execute_query("SELECT nametag FROM users WHERE id = ?", [user.id])
+    assert rows[0]["nametag"] == "Zoë"
+    for spelling in ("Zoë", "Zoe\u0308", " Zoë "):
+        found = await UsersRepository(db).find_by_nametag(spelling)
+        assert found is not None and found.id == user.id
+    with pytest.raises(IntegrityError):
+        await storage.create_user(nametag="Zoë")

@@ -5,6 +5,10 @@ Two kinds of file need it: a legacy file whose `_migrations` holds only some of 
 folders (`agents/`, `cron/`, ...), which the legacy code would have imported on first start.
 Which steps a file needs is the baseline's rule (`baseline_v1.legacy_steps_missing`).
 
+A problem of the legacy data (a broken or unsafe file, a value SQLite cannot store) is skipped
+with a warning and counted; a database error (a lock, a full disk, a constraint) fails the
+step, which is rolled back and stays pending, so a rerun imports what it had not kept.
+
 The runner works on whatever connection it is given. Under `database_migrate` that is the
 plain connection, and each step gets a transaction of its own, so an interrupted upgrade
 keeps the steps it finished. Under `aerich upgrade` it is Aerich's open transaction, and each
@@ -23,7 +27,8 @@ from daycare.storage.clock import now_ms
 from daycare.storage.db import sqlite
 from daycare.storage.errors import StorageError
 from daycare.storage.migrations.legacy.chain import LEGACY_CHAIN
-from daycare.storage.migrations.legacy.context import StepContext
+from daycare.storage.migrations.legacy.context import LegacySkips, StepContext
+from daycare.storage.migrations.legacy.files import LegacyDataError
 from daycare.storage.migrations.legacy.step import LegacyStep
 from daycare.storage.migrations.progress import Progress
 
@@ -85,12 +90,16 @@ async def legacy_catch_up(
     *,
     notify: Callable[[str], None],
     progress: Progress,
+    skipped: LegacySkips | None = None,
 ) -> list[str]:
     """Runs the `missing` steps in legacy order on `conn`; returns the names it applied.
 
+    Each piece of legacy data an import step leaves out is counted in `skipped` (when given)
+    and warned about; one `notify` line at the end says how many there were.
     Raises LegacyStepFailed, naming the step, when one fails; that step leaves no trace.
     """
-    context = StepContext(conn, await database_folder(conn), progress)
+    skipped = LegacySkips() if skipped is None else skipped
+    context = StepContext(conn, await database_folder(conn), progress, skipped)
     await conn.execute_script(MIGRATIONS_TABLE_SQL)
     wanted = set(missing)
     applied = []
@@ -101,11 +110,33 @@ async def legacy_catch_up(
         try:
             if await step_apply(context, step):
                 applied.append(step.name)
-        except (StorageError, BaseORMException, OSError) as exc:
+        except BaseORMException as exc:
+            raise LegacyStepFailed(
+                f"Legacy step {step.name} failed on a database error: {_database_error_text(exc)}",
+                "It was rolled back and is still pending: nothing it imported was kept. Under daycare upgrade"
+                " the steps before it stay applied; under aerich upgrade nothing was kept.",
+                "Fix the cause (free disk space, stop the program holding the database) and run the upgrade"
+                " again: it goes on from this step.",
+            ) from exc
+        except (StorageError, LegacyDataError, OSError) as exc:
             raise LegacyStepFailed(
                 f"Legacy step {step.name} failed: {exc}",
                 "It was rolled back. Under daycare upgrade the steps before it stay applied; under aerich"
                 " upgrade nothing was kept.",
                 "Fix the cause and run the upgrade again, or restore the backup (<name>.bak-<time>).",
             ) from exc
+    if skipped.count:
+        notify(f"Skipped {skipped.count} piece(s) of legacy data that could not be imported; a warning names each.")
     return applied
+
+
+def _database_error_text(exc: BaseException) -> str:
+    """The original database error: after a full disk SQLite ends the transaction itself, and the
+    failed rollback of the savepoint that follows ("no such savepoint") must not hide the cause."""
+    cause: BaseException = exc
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BaseORMException):
+            cause = seen
+        seen = seen.__context__
+    return str(cause)

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from daycare.storage.migrations.legacy.files import FileBroken
+from daycare.storage.migrations.legacy.files import LegacyDataError
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _COMMENT_LINE = re.compile(r"^\s*#[^\n]+", re.MULTILINE)
@@ -30,7 +30,7 @@ _CoreLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|fal
 
 
 def frontmatter_split(text: str) -> tuple[dict[Any, Any], str]:
-    """The front matter (a dict; empty when absent or not a mapping) and the body; raises FileBroken."""
+    """The front matter (a dict; empty when absent or not a mapping) and the body; raises LegacyDataError."""
     if not text.startswith("---") or text[3:4] == "-":
         return {}, text
     rest = text[3:]
@@ -38,7 +38,7 @@ def frontmatter_split(text: str) -> tuple[dict[Any, Any], str]:
     language = first_line.strip()
     if language:
         if language.lower() not in ("yaml", "yml"):
-            raise FileBroken(f"its front matter is in {language!r}, not YAML")
+            raise LegacyDataError(f"its front matter is in {language!r}, not YAML")
         rest = rest[len(first_line) :]
     close = rest.find("\n---")
     if close == -1:
@@ -51,7 +51,9 @@ def frontmatter_split(text: str) -> tuple[dict[Any, Any], str]:
         return {}, body
     try:
         data = yaml.load(block, Loader=_CoreLoader)  # a SafeLoader subclass: builds plain values only
+    except RecursionError:
+        raise LegacyDataError("its front matter is nested too deeply") from None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FileBroken(f"its front matter is not valid YAML ({problem})") from None
+        raise LegacyDataError(f"its front matter is not valid YAML ({problem})") from None
     return (data if isinstance(data, dict) else {}), body

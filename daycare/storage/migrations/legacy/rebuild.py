@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from tortoise.exceptions import BaseORMException
 
 from daycare.storage.errors import StorageError
-from daycare.storage.migrations.legacy.context import StepContext, log
+from daycare.storage.migrations.legacy.context import StepContext, database_failed, log
 from daycare.storage.migrations.progress import ProgressCounter
 
 CHUNK_ROWS = 2000
@@ -74,7 +74,8 @@ async def objects_saved(ctx: StepContext, table: str) -> list[tuple[str, str]]:
 async def objects_restore(ctx: StepContext, table: str, saved: Sequence[tuple[str, str]]) -> None:
     """Recreates the saved indexes and triggers that the rebuild did not make again under the same name.
 
-    One that no longer fits the new table (a dropped column) is left out with a warning.
+    One that no longer fits the new table (a dropped column) is left out with a warning; a
+    failure of the database itself (full, locked, I/O) fails the step instead.
     """
     for name, sql in saved:
         if await ctx.row("SELECT 1 AS found FROM sqlite_master WHERE name = ?", [name]):
@@ -83,6 +84,8 @@ async def objects_restore(ctx: StepContext, table: str, saved: Sequence[tuple[st
             async with ctx.transaction() as attempt:
                 await attempt.execute(sql)
         except BaseORMException as exc:
+            if database_failed(exc):
+                raise
             log.warning("Left out %s after rebuilding %s: %s", name, table, exc)
 
 

@@ -57,6 +57,7 @@ async def triggers_link(ctx: StepContext, table: str) -> int:
     task_columns = await ctx.columns("tasks")
     cron = table == "tasks_cron"
     source = "code" if "code" in columns else "prompt" if "prompt" in columns else None
+    created: list[str] = []
     for trigger in unlinked:
         user_id = _text(trigger.get("user_id")) or owner_id
         if user_id is None:
@@ -77,12 +78,14 @@ async def triggers_link(ctx: StepContext, table: str) -> int:
                 f"INSERT INTO tasks ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
                 list(values.values()),
             )
-            if source is None:
-                log.warning(
-                    "Task %s for %s row %s has no code: a legacy release dropped it.", task_id, table, trigger["id"]
-                )
-            log.info("Created task %s (user %s) for %s row %s, which had none.", task_id, user_id, table, trigger["id"])
+            created.append(task_id)
         await ctx.execute(f"UPDATE {table} SET task_id = ? WHERE id = ?", [task_id, trigger["id"]])
+    if created:
+        # One line per table, not per trigger: a large file has hundreds of them.
+        shown = ", ".join(created[:3]) + (", ..." if len(created) > 3 else "")
+        log.info("Created %d task(s) for %s rows that had none (%s).", len(created), table, shown)
+        if source is None:
+            log.warning("Those %d task(s) have no code: a legacy release dropped the code of %s.", len(created), table)
     return len(unlinked)
 
 

@@ -6,7 +6,7 @@ is its front matter `title` (or `name`), else a leading `# heading`, else the fi
 rest is its prompt, and `.heartbeat-state.json` holds one `lastRunAt` for all of them.
 Rows go in with INSERT OR IGNORE and without a task; the task is made when the chain first
 requires one (see `daycare.storage.migrations.legacy.triggers`). Files that do not qualify are skipped
-with a warning that names them.
+with a warning that names them; a state file that cannot be opened is warned about and ignored.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from typing import Any
 from daycare.storage.clock import now_ms
 from daycare.storage.migrations.legacy.context import StepContext
 from daycare.storage.migrations.legacy.files import (
-    FileBroken,
-    folder_entries,
+    LegacyDataError,
     iso_ms,
-    json_file_read,
+    json_parse,
     string_or_none,
-    text_read,
 )
 from daycare.storage.migrations.legacy.frontmatter import frontmatter_split
 from daycare.storage.migrations.legacy.step import LegacyStep
@@ -48,11 +46,13 @@ def slug(value: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", value.lower().strip()).strip("-")
 
 
-def file_times(path: Path) -> tuple[int, int]:
+def file_times(ctx: StepContext, path: Path) -> tuple[int, int]:
     """(created, updated) in epoch ms: birth time where the platform has it, else the change time."""
     try:
-        stat = path.stat()
-    except OSError:
+        stat = ctx.data.stat(path)
+    except LegacyDataError:
+        stat = None
+    if stat is None:
         now = now_ms()
         return now, now
     updated = stat.st_mtime_ns // 1_000_000
@@ -61,33 +61,42 @@ def file_times(path: Path) -> tuple[int, int]:
     return (created if created > 0 else now_ms()), (updated if updated > 0 else now_ms())
 
 
-def last_run_read(path: Path) -> int | None:
-    """`lastRunAt` (an ISO date) of a state file, in ms; None when absent or unreadable."""
-    if not path.is_file():
+def last_run_read(ctx: StepContext, path: Path) -> int | None:
+    """`lastRunAt` (an ISO date) of a state file, in ms; None when absent, broken or not a file one may open.
+
+    Like the legacy code, a broken state file is ignored quietly; one that cannot be opened
+    (a link out of the data folder, a FIFO, ...) is ignored with a warning.
+    """
+    try:
+        if ctx.data.stat(path) is None:
+            return None
+        text = ctx.data.text_read(path)
+    except LegacyDataError as exc:
+        ctx.skip(path, str(exc))
         return None
     try:
-        state = json_file_read(path)
-    except FileBroken:
+        state = json_parse(text)
+    except LegacyDataError:
         return None
     return iso_ms(state.get("lastRunAt")) if isinstance(state, dict) else None
 
 
 async def cron_import(ctx: StepContext, folder: Path, owner_id: str | None) -> None:
     task_path = folder / "TASK.md"
-    if not task_path.is_file():
-        raise FileBroken("it has no TASK.md")
-    frontmatter, body = frontmatter_split(text_read(task_path))
+    if ctx.data.stat(task_path) is None:
+        raise LegacyDataError("it has no TASK.md")
+    frontmatter, body = frontmatter_split(ctx.data.text_read(task_path))
     task_uid = string_or_none(frontmatter.get("taskId"))
     if task_uid is None or not CUID2.match(task_uid):
-        raise FileBroken("TASK.md has no cuid2 taskId")
+        raise LegacyDataError("TASK.md has no cuid2 taskId")
     name = string_or_none(frontmatter.get("name"))
     schedule = string_or_none(first_present(frontmatter, ("schedule", "cron")))
     if name is None or schedule is None:
-        raise FileBroken("TASK.md has no name or no schedule")
+        raise LegacyDataError("TASK.md has no name or no schedule")
     prompt = body.strip()
     if not prompt:
-        raise FileBroken("TASK.md has an empty prompt")
-    times = file_times(task_path)
+        raise LegacyDataError("TASK.md has an empty prompt")
+    times = file_times(ctx, task_path)
     await ctx.execute(
         "INSERT OR IGNORE INTO tasks_cron (id, task_uid, user_id, name, description, schedule, prompt, agent_id,"
         " enabled, delete_after_run, last_run_at, created_at, updated_at)"
@@ -103,7 +112,7 @@ async def cron_import(ctx: StepContext, folder: Path, owner_id: str | None) -> N
             string_or_none(first_present(frontmatter, ("agentId", "agent_id"))),
             0 if frontmatter.get("enabled") is False else 1,
             1 if any(frontmatter.get(key) is True for key in DELETE_AFTER_RUN_KEYS) else 0,
-            last_run_read(folder / "STATE.json"),
+            last_run_read(ctx, folder / "STATE.json"),
             *times,
         ],
     )
@@ -124,15 +133,15 @@ def heartbeat_title_prompt(body: str, frontmatter: dict[Any, Any], fallback: str
 
 
 async def heartbeat_import(ctx: StepContext, path: Path, last_run_at: int | None) -> None:
-    frontmatter, body = frontmatter_split(text_read(path))
+    frontmatter, body = frontmatter_split(ctx.data.text_read(path))
     base = path.name[: -len(path.suffix)] if path.suffix else path.name
     title, prompt = heartbeat_title_prompt(body, frontmatter, base)
     if not prompt:
-        raise FileBroken("it has an empty prompt")
+        raise LegacyDataError("it has an empty prompt")
     await ctx.execute(
         "INSERT OR IGNORE INTO tasks_heartbeat (id, title, prompt, last_run_at, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        [slug(base) or base, title, prompt, last_run_at, *file_times(path)],
+        [slug(base) or base, title, prompt, last_run_at, *file_times(ctx, path)],
     )
 
 
@@ -140,12 +149,8 @@ async def run(ctx: StepContext) -> None:
     if ctx.data_dir is None:
         return
     cron_dir, heartbeat_dir = ctx.data_dir / "cron", ctx.data_dir / "heartbeat"
-    crons = folder_entries(cron_dir, folders=True) if cron_dir.is_dir() else []
-    heartbeats = (
-        [path for path in folder_entries(heartbeat_dir, folders=False) if path.name.lower().endswith(".md")]
-        if heartbeat_dir.is_dir()
-        else []
-    )
+    crons = ctx.folders_list(cron_dir)
+    heartbeats = ctx.files_list(heartbeat_dir, lambda name: name.lower().endswith(".md"))
     if not crons and not heartbeats:
         return
     counter = ctx.counter("Importing legacy cron and heartbeat tasks", len(crons) + len(heartbeats))
@@ -153,14 +158,14 @@ async def run(ctx: StepContext) -> None:
     for folder in crons:
         try:
             await cron_import(ctx, folder, owner_id)
-        except FileBroken as exc:
+        except LegacyDataError as exc:
             ctx.skip(folder, str(exc))
         counter.advance()
-    last_run_at = last_run_read(heartbeat_dir / ".heartbeat-state.json")
+    last_run_at = last_run_read(ctx, heartbeat_dir / ".heartbeat-state.json") if heartbeats else None
     for path in heartbeats:
         try:
             await heartbeat_import(ctx, path, last_run_at)
-        except FileBroken as exc:
+        except LegacyDataError as exc:
             ctx.skip(path, str(exc))
         counter.advance()
     counter.finish()

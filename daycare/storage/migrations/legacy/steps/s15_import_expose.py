@@ -8,27 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from daycare.storage.json_values import json_encode
 from daycare.storage.migrations.legacy.context import StepContext
 from daycare.storage.migrations.legacy.files import (
-    FileBroken,
-    folder_entries,
+    LegacyDataError,
     js_truthy,
-    json_file_read,
     number_or_now,
     string_or_none,
 )
 from daycare.storage.migrations.legacy.step import LegacyStep
-from daycare.storage.json_values import json_encode
 
 NAME = "20260222_import_expose"
 
 
 async def endpoint_import(ctx: StepContext, path: Path, owner: str) -> None:
-    endpoint = json_file_read(path)
+    endpoint = ctx.data.json_read(path)
     endpoint = endpoint if isinstance(endpoint, dict) else {}
     values = [string_or_none(endpoint.get(key)) for key in ("id", "provider", "domain", "mode")]
     if not all(values) or "target" not in endpoint:
-        raise FileBroken("it has no id, provider, domain, mode or target")
+        raise LegacyDataError("it has no id, provider, domain, mode or target")
     endpoint_id, provider, domain, mode = values
     auth = endpoint.get("auth")
     await ctx.execute(
@@ -49,16 +47,17 @@ async def endpoint_import(ctx: StepContext, path: Path, owner: str) -> None:
 
 
 async def run(ctx: StepContext) -> None:
-    folder = ctx.data_dir / "expose" / "endpoints" if ctx.data_dir else None
-    if folder is None or not folder.is_dir():
+    if ctx.data_dir is None:
+        return
+    files = ctx.files_list(ctx.data_dir / "expose" / "endpoints", lambda name: name.endswith(".json"))
+    if not files:
         return
     owner = await ctx.owner_id() or "owner"
-    files = [path for path in folder_entries(folder, folders=False) if path.name.endswith(".json")]
     counter = ctx.counter("Importing legacy expose endpoints", len(files))
     for path in files:
         try:
             await endpoint_import(ctx, path, owner)
-        except FileBroken as exc:
+        except LegacyDataError as exc:
             ctx.skip(path, str(exc))
         counter.advance()
     counter.finish()

@@ -10,18 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from daycare.storage.json_values import json_encode
 from daycare.storage.migrations.legacy.context import StepContext
 from daycare.storage.migrations.legacy.files import (
-    FileBroken,
-    folder_entries,
-    json_file_read,
+    LegacyDataError,
     number_or_none,
     number_or_now,
     number_or_zero,
     string_or_none,
 )
 from daycare.storage.migrations.legacy.step import LegacyStep
-from daycare.storage.json_values import json_encode
 
 NAME = "20260222_import_processes"
 REQUIRED = ("id", "name", "command", "cwd", "settingsPath", "logPath")
@@ -51,12 +49,12 @@ def owner_parse(value: Any) -> dict[str, str] | None:
 
 
 async def process_import(ctx: StepContext, path: Path, owner: str) -> None:
-    record = json_file_read(path)
+    record = ctx.data.json_read(path)
     if not isinstance(record, dict) or record.get("version") != 2:
-        raise FileBroken("record.json is not a version 2 process record")
+        raise LegacyDataError("record.json is not a version 2 process record")
     required = {key: string_or_none(record.get(key)) for key in REQUIRED}
     if not all(required.values()):
-        raise FileBroken(f"record.json lacks one of {', '.join(REQUIRED)}")
+        raise LegacyDataError(f"record.json lacks one of {', '.join(REQUIRED)}")
     env = record.get("env")
     plugin = owner_parse(record.get("owner"))
     user_id = (await ctx.agent_user_id(plugin["id"]) if plugin else None) or owner
@@ -99,16 +97,17 @@ async def process_import(ctx: StepContext, path: Path, owner: str) -> None:
 
 
 async def run(ctx: StepContext) -> None:
-    folder = ctx.data_dir / "processes" if ctx.data_dir else None
-    if folder is None or not folder.is_dir():
+    if ctx.data_dir is None:
+        return
+    entries = ctx.folders_list(ctx.data_dir / "processes")
+    if not entries:
         return
     owner = await ctx.owner_id() or "owner"
-    entries = folder_entries(folder, folders=True)
     counter = ctx.counter("Importing legacy processes", len(entries))
     for entry in entries:
         try:
             await process_import(ctx, entry / "record.json", owner)
-        except FileBroken as exc:
+        except LegacyDataError as exc:
             ctx.skip(entry, str(exc))
         counter.advance()
     counter.finish()
