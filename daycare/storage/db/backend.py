@@ -350,21 +350,36 @@ class DaycareSqliteClient(BaseDBAsyncClient):
                 await self.create_connection(with_db=True)
                 connection = self._connection
                 assert connection is not None
-            return await self._unlocked(connection, call)
+            # `_unlocked`, inline: this runs for every statement, and a coroutine per call costs.
+            outside, changes = not connection.in_transaction, connection.total_changes
+            try:
+                return call(connection)
+            except sqlite3.Error as exc:
+                return await self._recover(connection, call, exc, outside, changes)
 
     async def _unlocked(self, connection: sqlite3.Connection, call: Callable[[sqlite3.Connection], T]) -> T:
         """Runs a driver call; while another connection holds a lock it needs, waits on the loop and retries."""
-        outside = not connection.in_transaction
-        changes = connection.total_changes
+        outside, changes = not connection.in_transaction, connection.total_changes
         try:
             return call(connection)
         except sqlite3.Error as exc:
-            if _text_undecodable(exc) and connection.total_changes == changes:
-                return _tolerant(connection, call)
-            if not _lock_busy(exc):
-                raise _orm_error(exc) from exc
-            busy = exc
-        return await self._lock_wait(connection, call, outside, busy)
+            return await self._recover(connection, call, exc, outside, changes)
+
+    async def _recover(
+        self,
+        connection: sqlite3.Connection,
+        call: Callable[[sqlite3.Connection], T],
+        error: sqlite3.Error,
+        outside: bool,
+        changes: int,
+    ) -> T:
+        """What a failed driver call becomes: a read again with tolerant text decoding, a wait for
+        another process's lock, or Tortoise's error."""
+        if _text_undecodable(error) and connection.total_changes == changes:
+            return _tolerant(connection, call)
+        if not _lock_busy(error):
+            raise _orm_error(error) from error
+        return await self._lock_wait(connection, call, outside, error)
 
     async def _lock_wait(
         self,
