@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time as wall
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -729,8 +728,9 @@ async def test_a_sandboxed_child_cannot_reach_the_network_without_allowed_domain
     try:
         service = harness.build(SANDBOXES[sandbox]())
         await service.start()
-        script = f"import socket; socket.create_connection(('127.0.0.1', {port}), 3); print('connected')"
-        created = await harness.create(service, f'{sys.executable} -c "{script}"')
+        # bash's /dev/tcp, not this virtualenv's python: the sandbox's /tmp is private, and a clone
+        # (so its .venv) may live under /tmp.
+        created = await harness.create(service, f"/bin/bash -c 'echo > /dev/tcp/127.0.0.1/{port}' && echo connected")
         await ended(harness, created.id)
         logged = log_text(created)
         if sandbox == "none":
