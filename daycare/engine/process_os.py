@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from daycare.engine.sandbox import INFO_FD, SandboxCommand
+from daycare.storage.db.files import durable_rename
 
 LAUNCH_TIMEOUT_S = 30.0
 
@@ -201,7 +202,8 @@ def home_env(env: Mapping[str, str], home: str) -> dict[str, str]:
 
 
 def file_write_atomic(path: str, text: str) -> None:
-    """Writes `text` to a temporary file next to `path` (mode 0600), syncs it, and renames it over `path`."""
+    """Writes `text` to a temporary file next to `path` (mode 0600), syncs it, and renames it over `path`
+    (`durable_rename`, as the backups do: the folder is synced too)."""
     temporary = f"{path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -209,7 +211,7 @@ def file_write_atomic(path: str, text: str) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        durable_rename(Path(temporary), Path(path))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from daycare.storage.db.database import database_close, database_open
 from daycare.storage.facade import Storage
+from daycare.storage.migrations.migrate import database_migrate
 from daycare.storage.repositories.agents import AgentRecord
 
 PERMISSIONS = {"workingDir": "/workspace", "writeDirs": ["/workspace"]}
@@ -40,3 +43,12 @@ async def agent_storage(storage: Storage, agent_id: str = "agent-1") -> Storage:
     """The legacy specs' createTestStorage: the storage with one cron agent of the owner."""
     await storage.agents.create(agent_record(agent_id, await owner_id(storage)))
     return storage
+
+
+async def file_migrate(path: Path, **options: Any) -> list[str]:
+    """Opens the file, brings it up to date (`database_migrate` with `options`), closes it; what was applied."""
+    db = await database_open(path)
+    try:
+        return await database_migrate(db, **options)
+    finally:
+        await database_close(db)

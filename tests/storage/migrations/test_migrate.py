@@ -18,14 +18,7 @@ from daycare.storage.migrations.migrate import database_migrate, database_status
 from tests.conftest import legacy_dump
 from tests.sqlite_files import file_master, file_query, file_rows, file_sha256
 from tests.storage.migrations.migrated import LATER_OBJECTS, VERSIONS, migrated_schema_sql
-
-
-async def migrate_file(path: Path, **options: object) -> list[str]:
-    db = await database_open(path)
-    try:
-        return await database_migrate(db, **options)  # type: ignore[arg-type]
-    finally:
-        await database_close(db)
+from tests.storage.helpers import file_migrate as migrate_file
 
 
 def assert_rows_equal_dump(path: Path, dump_name: str) -> None:

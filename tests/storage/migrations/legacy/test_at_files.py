@@ -21,6 +21,7 @@ from tests.conftest import legacy_dump
 from tests.sqlite_files import file_master
 from tests.storage.migrations.legacy.helpers import tables_dump
 from tests.storage.migrations.migrated import VERSIONS, migrated_schema_sql
+from tests.storage.helpers import file_migrate as upgrade
 
 UPGRADED_BY_LEGACY = [
     "at_20260222_add_processes",
@@ -44,14 +45,6 @@ def masked(table: str, rows: list[dict[str, Any]], before: dict[str, Any]) -> li
             row = {**row, column: GENERATED}
         out.append(row)
     return out
-
-
-async def upgrade(path: Path) -> list[str]:
-    db = await database_open(path)
-    try:
-        return await database_migrate(db)
-    finally:
-        await database_close(db)
 
 
 @pytest.mark.parametrize("name", UPGRADED_BY_LEGACY)

@@ -24,6 +24,7 @@ from daycare.storage.migrations.migrate import database_migrate
 from tests.sqlite_files import file_master
 from tests.storage.migrations.legacy.helpers import chain_run, execute, rows, tables_dump
 from tests.storage.migrations.migrated import VERSIONS, migrated_schema_sql
+from tests.storage.helpers import file_migrate as upgrade
 
 STEP_NUMBER = {name: index + 1 for index, name in enumerate(LEGACY_STEPS)}
 PERMISSION_REQUESTS = "20260221_add_permission_requests"
@@ -76,14 +77,6 @@ def steps(*numbers: int) -> list[str]:
 async def record(db: Database, names: Sequence[str]) -> None:
     for name in names:
         await execute(db, "INSERT INTO _migrations (name, applied_at) VALUES (?, 1)", [name])
-
-
-async def upgrade(path: Path) -> list[str]:
-    db = await database_open(path)
-    try:
-        return await database_migrate(db)
-    finally:
-        await database_close(db)
 
 
 def sha256(path: Path) -> str:

@@ -31,6 +31,7 @@ from daycare.storage.migrations.legacy.rebuild import objects_restore
 from daycare.storage.migrations.migrate import database_migrate
 from daycare.storage.migrations.progress import progress_none
 from tests.storage.migrations.legacy.helpers import chain_run, execute, rows, tables_dump
+from tests.storage.helpers import file_migrate as upgrade
 from tests.storage.migrations.migrated import VERSIONS
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -120,14 +121,6 @@ def skipped(caplog: pytest.LogCaptureFixture, folder: Path) -> dict[str, str]:
     return found
 
 
-async def upgrade(path: Path, notes: list[str] | None = None) -> list[str]:
-    db = await database_open(path)
-    try:
-        return await database_migrate(db, notify=(notes if notes is not None else []).append)
-    finally:
-        await database_close(db)
-
-
 def ids(dump: dict[str, list[dict[str, Any]]], table: str) -> set[Any]:
     return {row["id"] for row in dump[table]}
 
@@ -164,7 +157,7 @@ async def test_links_out_of_the_data_folder_are_skipped_and_counted(
     link(data / "processes" / "p-out" / "record.json", process_write(outside / "p-out", "p-out") / "record.json")
 
     notes: list[str] = []
-    assert await upgrade(data / "daycare.db", notes) == [*LEGACY_STEPS, *VERSIONS]
+    assert await upgrade(data / "daycare.db", notify=notes.append) == [*LEGACY_STEPS, *VERSIONS]
 
     dump = tables_dump(data / "daycare.db")
     assert ids(dump, "agents") == {"in-agent", "hist-agent", "inner-agent"}
