@@ -1,10 +1,11 @@
-"""Opening and closing the one database an engine owns.
+"""Opening and closing the one database an engine owns: a SQLite file or a PostgreSQL server.
 
 Each `Database` has its own Tortoise context, so two of them in one process (as in tests)
 never share a connection or a transaction. Code reaches the database only through
 `Database.connection()` and `Database.in_transaction()`, never through Tortoise's globals.
 
-A location's URL parameters are checked against URL_PARAMETERS. A failed open or write is
+A location's URL parameters are checked against URL_PARAMETERS (SQLite) or
+POSTGRES_URL_PARAMETERS (PostgreSQL). A failed open or write is
 diagnosed from the file system (`database_failure`): a read-only file or folder, a full disk
 and a damaged file each get their own error and advice; `database_writable_check` finds a
 read-only database before anything is written.
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -32,7 +34,11 @@ CONNECTION = "default"
 APP = "models"
 MODEL_MODULES = ["daycare.schema", "aerich.models"]
 BACKEND = "daycare.storage.db.backend"
+POSTGRES_BACKEND = "daycare.storage.db.postgres_backend"
+POSTGRES_SCHEMES = ("postgres", "postgresql")
 MEMORY = ":memory:"
+SQLITE = "sqlite"
+POSTGRES = "postgres"
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,15 @@ URL_PARAMETERS: dict[str, UrlParameter] = {
     "lock_timeout": UrlParameter(minimum=0),
 }
 
+# The parameters a `postgres://` URL accepts: the schema that holds Daycare's tables (default: the
+# server's search_path, usually `public`), TLS, and lock_timeout (milliseconds a statement waits for a row lock).
+POSTGRES_URL_PARAMETERS: dict[str, UrlParameter] = {
+    "schema": UrlParameter(),  # checked by _schema_name: any identifier
+    "sslmode": UrlParameter(("DISABLE", "ALLOW", "PREFER", "REQUIRE", "VERIFY-CA", "VERIFY-FULL")),
+    "lock_timeout": UrlParameter(minimum=0),
+}
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
 # Pragmas people may try that Daycare sets itself, with what to do instead.
 _MANAGED_PARAMETERS = {
     "journal_mode": "Daycare keeps its files in WAL mode itself; remove it.",
@@ -78,17 +93,22 @@ _MANAGED_PARAMETERS = {
 }
 
 
-def _url_parameters(query: str, text: str) -> tuple[tuple[str, str], ...]:
-    """The URL's parameters checked against URL_PARAMETERS, values normalized; StorageError names a bad one."""
+def _url_parameters(
+    query: str, text: str, known: dict[str, UrlParameter] = URL_PARAMETERS
+) -> tuple[tuple[str, str], ...]:
+    """The URL's parameters checked against `known`, values normalized; StorageError names a bad one."""
     seen: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
         key = name.strip().lower()
-        parameter = URL_PARAMETERS.get(key)
+        parameter = known.get(key)
         if parameter is None:
-            advice = _MANAGED_PARAMETERS.get(key, f"Known parameters: {', '.join(sorted(URL_PARAMETERS))}.")
+            advice = _MANAGED_PARAMETERS.get(key, f"Known parameters: {', '.join(sorted(known))}.")
             raise StorageError(f"Unknown parameter {name!r} in the database URL {text!r}.", advice)
         if key in seen:
             raise StorageError(f"The parameter {key} is given twice in the database URL {text!r}.")
+        if key == "schema":
+            seen[key] = _schema_name(value.strip(), text)
+            continue
         checked = parameter.value(value.strip())
         if checked is None:
             if key == "foreign_keys" and value.strip().upper() in ("OFF", "0", "FALSE", "NO"):
@@ -101,30 +121,106 @@ def _url_parameters(query: str, text: str) -> tuple[tuple[str, str], ...]:
     return tuple(seen.items())
 
 
-@dataclass(frozen=True)
-class DatabaseLocation:
-    """A SQLite file (or memory) plus the parameters given in its URL (pragmas and lock_timeout)."""
+def _schema_name(value: str, text: str) -> str:
+    if not _SCHEMA_NAME.match(value):
+        raise StorageError(
+            f"Invalid schema={value!r} in the database URL {text!r}.",
+            "Use a plain name: letters, digits and _, not starting with a digit, at most 63 characters.",
+        )
+    return value
 
-    path: Path | None
-    pragmas: tuple[tuple[str, str], ...] = ()
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """Where a PostgreSQL database is: what asyncpg needs to connect, the password aside."""
+
+    host: str | None
+    port: int | None
+    user: str | None
+    password: str | None = field(repr=False)
+    database: str
 
     @property
     def display(self) -> str:
+        """postgres://user@host:port/database, without the password."""
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        host = self.host or ""
+        if host.startswith("/"):  # a unix socket folder
+            return f"postgres://{user}/{self.database}?host={host}"
+        return f"postgres://{user}{host}{port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class DatabaseLocation:
+    """A SQLite file (or memory), or a PostgreSQL database, plus the parameters given in its URL."""
+
+    path: Path | None
+    pragmas: tuple[tuple[str, str], ...] = ()
+    server: PostgresServer | None = None
+
+    @property
+    def dialect(self) -> str:
+        return POSTGRES if self.server is not None else SQLITE
+
+    @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema named by `?schema=`, or None for the server's default."""
+        return dict(self.pragmas).get("schema") if self.server is not None else None
+
+    @property
+    def display(self) -> str:
+        if self.server is not None:
+            shown, schema = self.server.display, self.schema
+            return shown + (f"{'&' if '?' in shown else '?'}schema={schema}" if schema else "")
         return str(self.path) if self.path else MEMORY
 
 
+def _password_hidden(text: str) -> str:
+    """The URL with its password replaced by ***, for messages."""
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    return text.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _postgres_location(url: str) -> DatabaseLocation:
+    parts = urlsplit(url)
+    text = _password_hidden(url)
+    parameters = dict(parse_qsl(parts.query, keep_blank_values=True))
+    host = parameters.pop("host", None) or unquote(parts.hostname or "") or None
+    query = "&".join(f"{name}={value}" for name, value in parameters.items())
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        raise StorageError(f"The PostgreSQL URL {text!r} names no database.", "Use postgres://user@host:port/database.")
+    try:
+        port = parts.port
+    except ValueError:
+        raise StorageError(f"The port in the PostgreSQL URL {text!r} is not a number.") from None
+    server = PostgresServer(
+        host=host,
+        port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        database=database,
+    )
+    return DatabaseLocation(None, _url_parameters(query, text, POSTGRES_URL_PARAMETERS), server)
+
+
 def database_location(location: str | os.PathLike[str]) -> DatabaseLocation:
-    """Parses a path or a `sqlite://` URL; raises StorageError for anything else."""
+    """Parses a path, a `sqlite://` URL or a `postgres://` URL; raises StorageError for anything else."""
     text = os.fspath(location).strip()
     if not text:
-        raise StorageError("The database location is empty.", "Pass a file path or a sqlite:// URL.")
+        raise StorageError("The database location is empty.", "Pass a file path, a sqlite:// URL or a postgres:// URL.")
     if "://" not in text:
         return DatabaseLocation(None if text == MEMORY else Path(text).expanduser().resolve())
     parts = urlsplit(text)
+    if parts.scheme in POSTGRES_SCHEMES:
+        return _postgres_location(text)
     if parts.scheme != "sqlite":
         raise StorageError(
             f"Unsupported database URL scheme {parts.scheme!r} in {text!r}.",
-            "This version stores data in SQLite only: pass a file path or a sqlite:// URL.",
+            "Pass a file path, a sqlite:// URL or a postgres:// URL.",
         )
     raw_path = unquote(parts.netloc + parts.path)
     pragmas = _url_parameters(parts.query, text)
@@ -142,7 +238,13 @@ class Database:
 
     @property
     def path(self) -> Path | None:
+        """The SQLite file; None for memory and for PostgreSQL."""
         return self.location.path
+
+    @property
+    def dialect(self) -> str:
+        """ "sqlite" or "postgres"."""
+        return self.location.dialect
 
     def connection(self) -> BaseDBAsyncClient:
         """The client for the calling task: its open transaction if it has one."""
@@ -153,14 +255,40 @@ class Database:
         return self.connection()._in_transaction()
 
 
+def _postgres_credentials(location: DatabaseLocation, read_only: bool) -> dict[str, Any]:
+    server = location.server
+    assert server is not None
+    parameters = dict(location.pragmas)
+    settings = {"lock_timeout": parameters.get("lock_timeout", "5000")}
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
+    credentials: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port or 5432,
+        "user": server.user,
+        "password": server.password,
+        "database": server.database,
+        "server_settings": settings,
+    }
+    if "schema" in parameters:
+        credentials["schema"] = parameters["schema"]
+    if "sslmode" in parameters:
+        credentials["ssl"] = parameters["sslmode"].lower()
+    return credentials
+
+
 def database_config(location: DatabaseLocation, *, read_only: bool = False) -> dict[str, Any]:
-    """The Tortoise config for one database, naming this package's SQLite backend."""
-    credentials: dict[str, Any] = {"file_path": str(location.path) if location.path else MEMORY}
-    credentials.update(location.pragmas)
-    if read_only and location.path is not None:
-        credentials["mode"] = "ro"  # the backend opens the file with SQLite's mode=ro
+    """The Tortoise config for one database, naming this package's SQLite or PostgreSQL backend."""
+    if location.server is not None:
+        connection = {"engine": POSTGRES_BACKEND, "credentials": _postgres_credentials(location, read_only)}
+    else:
+        credentials: dict[str, Any] = {"file_path": str(location.path) if location.path else MEMORY}
+        credentials.update(location.pragmas)
+        if read_only and location.path is not None:
+            credentials["mode"] = "ro"  # the backend opens the file with SQLite's mode=ro
+        connection = {"engine": BACKEND, "credentials": credentials}
     return {
-        "connections": {CONNECTION: {"engine": BACKEND, "credentials": credentials}},
+        "connections": {CONNECTION: connection},
         "apps": {APP: {"models": MODEL_MODULES, "default_connection": CONNECTION}},
     }
 
@@ -319,6 +447,8 @@ async def database_open(
 ) -> Database:
     """Opens a database, creating a missing one (folder 0700, file 0600) unless `create` is False.
 
+    On PostgreSQL the database must exist; a missing `?schema=` is created unless `create` is False.
+
     `read_only` (inspection) never creates, writes or chmods a file; otherwise the file, its
     -wal, -shm and backups are made private (0600) if others could read them.
 
@@ -336,6 +466,15 @@ async def database_open(
     with context:  # Tortoise resolves models against the current context while it registers them.
         await context.init(config=database_config(target, read_only=read_only))
     db = Database(target, context)
+    if target.server is not None:
+        from daycare.storage.db.postgres_backend import postgres_connect  # asyncpg only when it is used
+
+        try:
+            await postgres_connect(db.connection(), target, create=create and not read_only)
+        except BaseException:
+            await database_close(db)
+            raise
+        return db
     client = db.connection()
     assert isinstance(client, DaycareSqliteClient)
     client.handler = context.connections

@@ -23,6 +23,16 @@ def insertion_order(table: Table) -> Term:
     return Field("rowid", table=table)
 
 
+_UNIQUE_FAILED = "UNIQUE constraint failed: "
+
+
+def unique_violation_targets(message: str) -> frozenset[str]:
+    """The `table.column` names of SQLite's "UNIQUE constraint failed: t.a, t.b" message; empty for others."""
+    if not message.startswith(_UNIQUE_FAILED):
+        return frozenset()
+    return frozenset(name.strip() for name in message[len(_UNIQUE_FAILED) :].split(","))
+
+
 # The database file and its upkeep: the migrations call these.
 
 

@@ -1,6 +1,8 @@
 """Finds the Aerich migration files and imports them in the order Aerich applies them.
 
-The files live in the repository's top-level `migrations/models/`, where Aerich's `location` points. Code run from
+Each dialect has its own chain: SQLite's files live in the repository's top-level `migrations/models/`, where
+Aerich's `location` points, and PostgreSQL's in `migrations/postgres/models/` (Aerich's config for it is
+`migrations/postgres/aerich.toml`). Code run from
 a source tree (a checkout, an editable install, a copy of the project) reads the files of that same tree. An
 installed wheel carries them as the package `daycare_migrations` (setup.py maps it to `migrations/`).
 """
@@ -38,21 +40,32 @@ class MigrationFile:
         return decompress_dict(self.module.MODELS_STATE)
 
 
+# Where each dialect's chain lives inside `migrations/`.
+CHAINS = {"sqlite": Path("models"), "postgres": Path("postgres", "models")}
+
+
 @cache
-def migrations_dir() -> Path:
-    """The source tree's `migrations/models/`, else that of the installed `daycare_migrations` package."""
+def migrations_root() -> Path:
+    """The source tree's `migrations/`, else the folder of the installed `daycare_migrations` package."""
     if (SOURCE_TREE / "pyproject.toml").is_file() and (SOURCE_TREE / "migrations" / "models").is_dir():
-        return SOURCE_TREE / "migrations" / "models"
+        return SOURCE_TREE / "migrations"
     spec = importlib.util.find_spec(MIGRATIONS_PACKAGE)
     if spec is None or spec.origin is None or not spec.submodule_search_locations:
         raise StorageError(f"The migration files are not installed: no {MIGRATIONS_PACKAGE} package found.", _REINSTALL)
     # A regular package (it has an __init__.py) has exactly one folder, so no other copy on sys.path can join in.
-    return Path(spec.origin).resolve().parent / "models"
+    return Path(spec.origin).resolve().parent
 
 
-def migrations_load(directory: Path | None = None) -> tuple[MigrationFile, ...]:
-    """Imports every `<n>_<name>.py` file of `directory` (default: migrations_dir()), sorted by number like Aerich."""
-    return _load((migrations_dir() if directory is None else directory).resolve())
+def migrations_dir(dialect: str = "sqlite") -> Path:
+    """The folder of `dialect`'s chain ("sqlite": `migrations/models/`, "postgres": `migrations/postgres/models/`)."""
+    if dialect not in CHAINS:
+        raise StorageError(f"No migrations for the dialect {dialect!r}.")
+    return migrations_root() / CHAINS[dialect]
+
+
+def migrations_load(directory: Path | None = None, *, dialect: str = "sqlite") -> tuple[MigrationFile, ...]:
+    """Imports every `<n>_<name>.py` file of `directory` (default: `dialect`'s chain), sorted by number like Aerich."""
+    return _load((migrations_dir(dialect) if directory is None else directory).resolve())
 
 
 @cache
@@ -69,7 +82,11 @@ def _load(directory: Path) -> tuple[MigrationFile, ...]:
 
 
 def _module_import(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{MIGRATIONS_PACKAGE}.models.{path.stem}", path)
+    try:
+        parts = path.with_suffix("").relative_to(migrations_root()).parts
+    except ValueError:  # a folder outside the chains, as in tests
+        parts = ("models", path.stem)
+    spec = importlib.util.spec_from_file_location(".".join((MIGRATIONS_PACKAGE, *parts)), path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -42,7 +42,7 @@ class DatabaseStatus:
 async def database_status(db: Database) -> DatabaseStatus:
     """Reads the file's kind and its applied and pending migrations, changing nothing."""
     state = await file_inspect(db.connection())
-    migrations = migrations_load()
+    migrations = migrations_load(dialect=db.dialect)
     pending = tuple(migration.version for migration in migrations if migration.version not in state.versions)
     return DatabaseStatus(state, state.versions, pending, versions_unknown(state, migrations))
 
@@ -72,7 +72,7 @@ async def database_check(db: Database) -> DatabaseCheck:
     state = status.state
     if state.kind is FileKind.FRESH:
         return DatabaseCheck(status, CheckOutcome.FRESH, [])
-    await daycare_file_check(db.connection(), state, migrations_load())
+    await daycare_file_check(db.connection(), state, migrations_load(dialect=db.dialect))
     if state.kind is FileKind.LEGACY and state.legacy_missing:
         return DatabaseCheck(status, CheckOutcome.OLDER_LEGACY, [])
     issues = await database_schema_check(db)
@@ -100,12 +100,13 @@ async def database_migrate(
     folders) first gets those steps, each in its own transaction; their names lead the result.
     A file that cannot be adopted raises DatabaseRefused, and one that cannot be written
     DatabaseNotWritable, before anything is written (the backup included). `migrations`
-    defaults to the files in migrations/models/. Long steps report to `progress` (default:
+    defaults to the chain of the database's dialect (migrations/models/ for SQLite,
+    migrations/postgres/models/ for PostgreSQL). Long steps report to `progress` (default:
     quiet log lines); `skipped` counts the legacy data the import steps left out.
     """
     conn = db.connection()
     state = await file_inspect(conn)
-    migrations = migrations_load() if migrations is None else migrations
+    migrations = migrations_load(dialect=db.dialect) if migrations is None else migrations
     await adoption_check(conn, state, migrations)
     pending = [migration for migration in migrations if migration.version not in state.versions]
     if not pending:

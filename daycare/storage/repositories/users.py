@@ -24,6 +24,7 @@ from tortoise.queryset import QuerySet
 from daycare.schema import User, UserConnectorKey
 from daycare.storage.clock import now_ms
 from daycare.storage.db.database import Database
+from daycare.storage.db.dialect import unique_violation_targets
 from daycare.storage.db.statements import ModelTable, Statement, returning, slot
 from daycare.storage.identifiers import cuid_create, nametag_generate
 from daycare.storage.repositories.base import CachedRepository
@@ -110,9 +111,8 @@ def connector_key_create(connector: str, user_id: str) -> str:
 
 
 def constraint_failed_on(error: BaseException, target: str) -> bool:
-    """Whether a database error is a UNIQUE violation naming `target` (legacy matched the message)."""
-    message = str(error)
-    return isinstance(error, IntegrityError) and "UNIQUE constraint failed" in message and target in message
+    """Whether a database error is a UNIQUE violation on `target` (`table.column`), on either dialect."""
+    return isinstance(error, IntegrityError) and target in unique_violation_targets(error)
 
 
 # The statements of connector-key resolution, its busiest path, are built once.

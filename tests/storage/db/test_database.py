@@ -65,7 +65,13 @@ async def test_memory_database_has_foreign_keys_and_no_path() -> None:
 @pytest.mark.parametrize(
     ("location", "message"),
     [
-        ("postgres://localhost/daycare", "Unsupported database URL scheme"),
+        ("mysql://localhost/daycare", "Unsupported database URL scheme 'mysql'.*postgres:// URL"),
+        ("postgres://localhost/", "names no database"),
+        ("postgres://localhost:port/daycare", "port .* is not a number"),
+        ("postgres://u:secret@localhost/daycare?schema=1x", "Invalid schema='1x'"),
+        ("postgres://localhost/daycare?schema=a;DROP", "Invalid schema="),
+        ("postgres://localhost/daycare?synchronous=FULL", "Unknown parameter 'synchronous'.*lock_timeout, schema"),
+        ("postgres://localhost/daycare?sslmode=sometimes", "Invalid sslmode='sometimes'"),
         ("  ", "empty"),
         ("sqlite:///x.db?journal_mode=WAL;DROP", "Unknown parameter 'journal_mode'.*WAL mode itself"),
         ("sqlite:///x.db?synchronous=FUL", "Invalid synchronous='FUL'.*use one of OFF, NORMAL, FULL, EXTRA"),
@@ -84,6 +90,17 @@ async def test_memory_database_has_foreign_keys_and_no_path() -> None:
 def test_bad_locations_are_refused_with_a_clear_message(location: str, message: str) -> None:
     with pytest.raises(StorageError, match=re.compile(message, re.DOTALL)):
         database_location(location)
+
+
+def test_postgres_passwords_never_reach_messages_or_reprs() -> None:
+    with pytest.raises(StorageError) as refused:
+        database_location("postgres://daycare:s3cret@db.example/daycare?nope=1")
+    assert "s3cret" not in str(refused.value) and ":***@" in str(refused.value)
+    location = database_location("postgresql://daycare:s3cret@db.example:6432/daycare?schema=team_a&sslmode=require")
+    assert "s3cret" not in repr(location) and "s3cret" not in location.display
+    assert location.display == "postgres://daycare@db.example:6432/daycare?schema=team_a"
+    assert (location.dialect, location.schema, location.path) == ("postgres", "team_a", None)
+    assert location.server is not None and location.server.password == "s3cret"
 
 
 def test_known_parameters_are_passed_on_normalized() -> None:
