@@ -26,6 +26,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient, TransactionContext
 from tortoise.context import TortoiseContext, get_current_context, set_global_context
 from tortoise.exceptions import BaseORMException
 
+from daycare.storage.db import tortoise_dialects
 from daycare.storage.db.backend import UNBOUND, DaycareSqliteClient
 from daycare.storage.db.files import private_modes_ensure
 from daycare.storage.errors import DatabaseRefused, StorageError
@@ -461,6 +462,7 @@ async def database_open(
             raise StorageError(f"{target.path} is a folder, not a database file.", "Pass the path of a file.")
         if (not create or read_only) and not target.path.exists():
             raise StorageError(f"Database file not found: {target.path}.", "Check --db, --settings or DAYCARE_DB_URL.")
+    tortoise_dialects.install()
     await _fallback_context_ensure()
     context = TortoiseContext()
     with context:  # Tortoise resolves models against the current context while it registers them.
@@ -470,7 +472,9 @@ async def database_open(
         from daycare.storage.db.postgres_backend import postgres_connect  # asyncpg only when it is used
 
         try:
-            await postgres_connect(db.connection(), target, create=create and not read_only)
+            await postgres_connect(
+                db.connection(), target, create=create and not read_only, handler=context.connections
+            )
         except BaseException:
             await database_close(db)
             raise

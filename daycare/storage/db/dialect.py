@@ -10,16 +10,13 @@ import re
 
 from pypika_tortoise.dialects import PostgreSQLQuery, SQLLiteQuery
 from pypika_tortoise.queries import Query, Table
-from pypika_tortoise.terms import Field, Term
+from pypika_tortoise.terms import Term
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from daycare.storage.db import sqlite
+from daycare.storage.db import postgres, sqlite
 
 SQLITE = "sqlite"
 POSTGRES = "postgres"
-
-# The PostgreSQL baseline gives `signal_events` this identity column in place of SQLite's rowid.
-POSTGRES_INSERTION_ORDER = "insertion_order"
 
 
 def dialect_of(conn: BaseDBAsyncClient) -> str:
@@ -32,7 +29,7 @@ def insertion_order(query: type[Query], table: Table) -> Term:
     if issubclass(query, SQLLiteQuery):
         return sqlite.insertion_order(table)
     if issubclass(query, PostgreSQLQuery):
-        return Field(POSTGRES_INSERTION_ORDER, table=table)
+        return postgres.insertion_order(table)
     raise NotImplementedError(f"no insertion order for {query.__name__}")
 
 

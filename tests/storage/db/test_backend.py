@@ -10,6 +10,10 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from daycare.storage.db.backend import script_statements
 from daycare.storage.db.database import Database
 
+# The SQLite backend's own guarantees (PostgreSQL's client is Tortoise's asyncpg client; its
+# atomic migrations are tested with the migration suite).
+pytestmark = pytest.mark.sqlite_only
+
 
 async def table_count(db: Database, name: str) -> int:
     rows = await db.connection().execute_query_dict(

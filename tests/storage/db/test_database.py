@@ -227,8 +227,8 @@ async def test_a_closed_database_cannot_be_used(tmp_path: Path) -> None:
         await db.connection().execute_query("SELECT 1")
 
 
-async def test_a_client_kept_past_close_does_not_reconnect(tmp_path: Path) -> None:
-    db = await database_open(tmp_path / "kept.db")
+async def test_a_client_kept_past_close_does_not_reconnect(database_url: str) -> None:
+    db = await database_open(database_url)
     client = db.connection()
     await database_close(db)
     with pytest.raises(OperationalError, match="is closed"):
