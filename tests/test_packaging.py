@@ -41,8 +41,9 @@ class Built:
     wheel: Path
     source: Path  # the copy the wheel was built from
 
-    def migration_files(self) -> list[str]:
-        return sorted(path.name for path in (self.source / "migrations" / "models").glob("*.py"))
+    def migration_files(self, chain: str = "models") -> list[str]:
+        """The file names of a chain: `models` (SQLite) or `postgres/models`."""
+        return sorted(path.name for path in (self.source / "migrations" / chain).glob("*.py"))
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,9 @@ def installed(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Install
 def test_the_wheel_holds_the_package_and_every_migration_file_and_nothing_else(built: Built) -> None:
     names = set(zipfile.ZipFile(built.wheel).namelist())
     migrations = built.migration_files()
+    postgres = built.migration_files("postgres/models")
     assert migrations and migrations[0].startswith("0_")
+    assert postgres and postgres[0].startswith("0_")
     assert {f"daycare_migrations/models/{name}" for name in migrations} <= names
     assert "daycare_migrations/__init__.py" in names
     assert {"daycare/__init__.py", "daycare/cli.py", "daycare/storage/migrations/loader.py"} <= names
@@ -144,6 +147,7 @@ def test_the_wheel_holds_the_package_and_every_migration_file_and_nothing_else(b
     assert {name for name in names if name.startswith("daycare_migrations/")} == {
         "daycare_migrations/__init__.py",
         *(f"daycare_migrations/models/{name}" for name in migrations),
+        *(f"daycare_migrations/postgres/models/{name}" for name in postgres),
     }
 
 

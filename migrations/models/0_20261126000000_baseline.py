@@ -10,6 +10,7 @@ and `daycare upgrade` agree.
 from tortoise import BaseDBAsyncClient
 
 from daycare.storage.migrations.baseline_v1 import baseline_upgrade
+from daycare.storage.migrations.dialect_guard import dialect_require
 
 RUN_IN_TRANSACTION = True
 
@@ -361,6 +362,7 @@ CREATE INDEX idx_token_stats_hourly_user_hour ON token_stats_hourly(user_id, hou
 
 
 async def upgrade(db: BaseDBAsyncClient) -> str:
+    dialect_require(db, "sqlite")
     return await baseline_upgrade(db, SCHEMA_SQL)
 
 

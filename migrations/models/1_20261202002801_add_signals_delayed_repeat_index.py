@@ -1,9 +1,12 @@
 from tortoise import BaseDBAsyncClient
 
+from daycare.storage.migrations.dialect_guard import dialect_require
+
 RUN_IN_TRANSACTION = True
 
 
 async def upgrade(db: BaseDBAsyncClient) -> str:
+    dialect_require(db, "sqlite")
     return """
         CREATE INDEX IF NOT EXISTS "idx_signals_delayed_repeat" ON "signals_delayed" ("user_id", "type", "repeat_key");"""
 

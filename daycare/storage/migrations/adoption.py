@@ -3,6 +3,10 @@
 A file not yet under Aerich is the baseline's to judge (`baseline_v1.baseline_check`), so that
 `daycare upgrade` refuses exactly what the baseline migration would. A file under Aerich is
 compared with what its applied migrations make of an empty file.
+
+On PostgreSQL the unit is the current schema: an empty one gets the baseline, one with other
+tables (a `_migrations` table without Aerich's included: there are no legacy PostgreSQL
+databases) is refused, and one under Aerich is compared like a file.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from collections.abc import Sequence
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from daycare.storage.db.dialect import POSTGRES, dialect_of
 from daycare.storage.errors import DatabaseRefused
 from daycare.storage.migrations.baseline_v1 import baseline_check, schema_tolerant_compare
-from daycare.storage.migrations.catalog import database_display, schema_describe, schema_report
+from daycare.storage.migrations.catalog import LEGACY_TABLE, database_display, schema_describe, schema_report
 from daycare.storage.migrations.inspection import FileKind, FileState
 from daycare.storage.migrations.loader import MigrationFile
 from daycare.storage.migrations.schema_check import baseline_schema_sql, schema_expected
@@ -33,6 +38,8 @@ async def daycare_file_check(conn: BaseDBAsyncClient, state: FileState, migratio
     part-way passes: `daycare upgrade` brings it up to date.
     """
     location = await database_display(conn)
+    if state.kind is FileKind.FOREIGN and dialect_of(conn) == POSTGRES:
+        raise _postgres_foreign(location, state)
     if state.kind is FileKind.FOREIGN:
         tables = sorted(state.tables)
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
@@ -51,18 +58,39 @@ async def daycare_file_check(conn: BaseDBAsyncClient, state: FileState, migratio
         )
 
 
+def _postgres_foreign(location: str, state: FileState) -> DatabaseRefused:
+    """The refusal of a PostgreSQL schema that holds tables but no Aerich record."""
+    tables = sorted(state.tables)
+    shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+    found = f"its schema holds tables of another application (tables: {shown})"
+    if LEGACY_TABLE in state.tables:
+        found = (
+            f"its schema has a {LEGACY_TABLE} table but no Aerich record (tables: {shown}); Daycare never made"
+            " such a PostgreSQL database, and only SQLite files have a legacy history to adopt"
+        )
+    return DatabaseRefused(
+        f"{location} is not a Daycare database: {found}.",
+        "Point daycare at its own database or schema (?schema= in the URL); nothing was changed.",
+    )
+
+
 async def adoption_check(conn: BaseDBAsyncClient, state: FileState, migrations: Sequence[MigrationFile]) -> None:
     """Raises DatabaseRefused, with what was found and what to do, unless the file can be migrated."""
     await daycare_file_check(conn, state, migrations)
     if state.kind is not FileKind.AERICH:
-        await baseline_check(conn, state, baseline_schema_sql(migrations))
+        if dialect_of(conn) != POSTGRES:  # an empty PostgreSQL schema is all its baseline takes
+            await baseline_check(conn, state, baseline_schema_sql(migrations))
         return
     location = await database_display(conn)
-    expected = await schema_expected(state.versions)
+    expected = await schema_expected(state.versions, conn)
     issues = schema_tolerant_compare(expected, await schema_describe(conn), state.legacy_steps)
     if issues:
+        advice = "The file was left unchanged. Restore it from a backup (<name>.bak-<time>)"
+        if dialect_of(conn) == POSTGRES:
+            advice = "Nothing was changed. Restore the schema from a backup (pg_dump)"
+        advice += ", or repair the objects listed."
         raise DatabaseRefused(
             f"The schema of {location} differs from what its {len(state.versions)} applied migration(s) create:",
             schema_report(issues),
-            "The file was left unchanged. Restore it from a backup (<name>.bak-<time>), or repair the objects listed.",
+            advice,
         )

@@ -3,7 +3,9 @@
 These are the mechanisms the migration rules use on both sides of a comparison: the same
 description is read from the file and from the schema it should have. The rules themselves
 (what a file must look like, what is tolerated) are in `baseline_v1` and `adoption`. The
-SQLite catalog queries are in `daycare.storage.db.sqlite`.
+catalog queries are in `daycare.storage.db.sqlite` and `daycare.storage.db.postgres`; each
+function here reads the dialect of the connection it is given. On PostgreSQL, "the file" is
+the current schema of the database.
 """
 
 from __future__ import annotations
@@ -16,21 +18,26 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.schema import LegacyMigration
-from daycare.storage.db import sqlite
+from daycare.storage.db import postgres, sqlite
 from daycare.storage.db.database import MEMORY, database_close, database_open
-from daycare.storage.migrations.recorder import AERICH_TABLE, versions_applied
+from daycare.storage.db.dialect import POSTGRES, SQLITE, dialect_of
+from daycare.storage.db.statements import ModelTable, Statement
+from daycare.storage.migrations.recorder import AERICH_TABLE, catalog_table_names, versions_applied
 
 LEGACY_TABLE = "_migrations"  # the legacy runner's record of the steps it applied
 _SPACE = re.compile(r"\s+")
 
 
-def application_table(name: str) -> bool:
-    """False for the tables SQLite keeps for itself and for Aerich's bookkeeping table."""
-    return not sqlite.internal_table(name) and name != AERICH_TABLE
+def application_table(name: str, dialect: str = SQLITE) -> bool:
+    """False for the tables the database keeps for itself (SQLite's) and for Aerich's bookkeeping table."""
+    internal = postgres.internal_table if dialect == POSTGRES else sqlite.internal_table
+    return not internal(name) and name != AERICH_TABLE
 
 
 async def database_display(conn: BaseDBAsyncClient) -> str:
-    """The path of the main database file behind `conn`, or :memory:, for messages."""
+    """For messages: the path of the SQLite file behind `conn` (or :memory:), or the PostgreSQL URL and schema."""
+    if dialect_of(conn) == POSTGRES:
+        return await postgres.database_display(conn)
     return await sqlite.database_file(conn) or MEMORY
 
 
@@ -38,18 +45,22 @@ async def database_display(conn: BaseDBAsyncClient) -> str:
 class FileFacts:
     """What the migration rules look at: the application's tables and the migrations the file records."""
 
-    tables: frozenset[str]  # SQLite's own tables and Aerich's left out
+    tables: frozenset[str]  # the database's own tables and Aerich's left out
     legacy_steps: frozenset[str]  # names in the legacy `_migrations` table
     versions: tuple[str, ...]  # Aerich versions of this app, oldest first
 
 
+# A statement rather than a queryset: querysets carry the dialect of the last database opened (see recorder).
+_LEGACY_STEPS = Statement(lambda query: query.from_(ModelTable(LegacyMigration).table).select("name"))
+
+
 async def file_facts(conn: BaseDBAsyncClient) -> FileFacts:
     """Reads the facts with read-only queries."""
-    tables = frozenset(name for name in await sqlite.table_names(conn) if application_table(name))
+    dialect = dialect_of(conn)
+    tables = frozenset(name for name in await catalog_table_names(conn) if application_table(name, dialect))
     steps: frozenset[str] = frozenset()
     if LEGACY_TABLE in tables:
-        names = await LegacyMigration.all().using_db(conn).values_list("name", flat=True)
-        steps = frozenset(str(name) for name in names)
+        steps = frozenset(str(row["name"]) for row in await _LEGACY_STEPS.rows(conn))
     return FileFacts(tables, steps, tuple(await versions_applied(conn)))
 
 
@@ -91,8 +102,17 @@ class TableIssues:
     lines: list[str] = field(default_factory=list)
 
 
+def _index_key(index: sqlite.IndexInfo) -> str:
+    """An index's name; automatic ones (behind PRIMARY KEY and UNIQUE) by what they cover, as their names vary."""
+    if index.automatic:
+        return f"{'UNIQUE' if index.unique else 'INDEX'}({', '.join(index.columns)})"
+    return index.name
+
+
 async def schema_describe(conn: BaseDBAsyncClient) -> dict[str, TableSchema]:
-    """Reads every application table of the file behind `conn`."""
+    """Reads every application table of the file behind `conn` (on PostgreSQL: of its current schema)."""
+    if dialect_of(conn) == POSTGRES:
+        return await _postgres_describe(conn)
     objects = await sqlite.schema_objects(conn)
     tables: dict[str, TableSchema] = {}
     for table in objects:
@@ -102,10 +122,7 @@ async def schema_describe(conn: BaseDBAsyncClient) -> dict[str, TableSchema]:
         indexes = {}
         for index in await sqlite.table_indexes(conn, table.name):
             # Automatic indexes are numbered by creation order, so they are matched by what they cover.
-            key = index.name
-            if index.automatic:
-                key = f"{'UNIQUE' if index.unique else 'INDEX'}({', '.join(index.columns)})"
-            indexes[key] = (index.unique, index.columns, _normalized(index.where or ""))
+            indexes[_index_key(index)] = (index.unique, index.columns, _normalized(index.where or ""))
         keys = await sqlite.table_foreign_keys(conn, table.name)
         tables[table.name] = TableSchema(
             columns={c.name: (c.type, c.notnull, c.default, c.pk) for c in columns},
@@ -118,6 +135,33 @@ async def schema_describe(conn: BaseDBAsyncClient) -> dict[str, TableSchema]:
             autoincrement=sqlite.table_autoincrement(table.sql or ""),
         )
     return tables
+
+
+async def _postgres_describe(conn: BaseDBAsyncClient) -> dict[str, TableSchema]:
+    """The PostgreSQL side of schema_describe (one query per kind of object): CHECKs by name, AUTOINCREMENT as
+    an identity key."""
+    names = sorted(name for name in await postgres.table_names(conn) if application_table(name, POSTGRES))
+    columns = await postgres.columns_by_table(conn)
+    indexes = await postgres.indexes_by_table(conn)
+    keys = await postgres.foreign_keys_by_table(conn)
+    checks = await postgres.checks_by_table(conn)
+    triggers = await postgres.triggers_by_table(conn)
+    return {
+        name: TableSchema(
+            columns={c.name: (c.type, c.notnull, c.default, c.pk) for c in columns.get(name, [])},
+            indexes={
+                _index_key(index): (index.unique, index.columns, _normalized(index.where or ""))
+                for index in indexes.get(name, [])
+            },
+            foreign_keys=frozenset(
+                (k.table, k.sources, k.targets, k.on_update, k.on_delete) for k in keys.get(name, [])
+            ),
+            checks=tuple(f"{check}: {_normalized(expression)}" for check, expression in checks.get(name, [])),
+            triggers={trigger: _normalized(sql) for trigger, sql in triggers.get(name, [])},
+            autoincrement=postgres.identity_key(columns.get(name, [])),
+        )
+        for name in names
+    }
 
 
 async def schema_of_script(script: str) -> dict[str, TableSchema]:

@@ -1,4 +1,4 @@
-"""Reads what kind of file a database is, without changing it."""
+"""Reads what kind of file a database is, without changing it (on PostgreSQL: its current schema)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ from dataclasses import dataclass
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from daycare.storage.db.dialect import POSTGRES, dialect_of
 from daycare.storage.migrations.baseline_v1 import file_kind, legacy_leftovers, legacy_missing
 from daycare.storage.migrations.catalog import FileFacts, file_facts
 
 
 class FileKind(enum.Enum):
-    FRESH = "fresh"  # no tables at all: a new or empty file
-    LEGACY = "legacy"  # written by the TypeScript storage layer, not yet under Aerich
+    FRESH = "fresh"  # no tables at all: a new or empty file (or PostgreSQL schema)
+    LEGACY = "legacy"  # written by the TypeScript storage layer, not yet under Aerich (SQLite only)
     AERICH = "aerich"  # already adopted; Aerich migrations decide what is pending
-    FOREIGN = "foreign"  # SQLite, but not a Daycare file
+    FOREIGN = "foreign"  # a database of the right dialect, but not Daycare's
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,13 @@ class FileState(FileFacts):
 
 
 async def file_inspect(conn: BaseDBAsyncClient) -> FileState:
-    """Classifies the file behind `conn` with read-only queries, by the baseline's rule."""
+    """Classifies the file behind `conn` with read-only queries, by the baseline's rule.
+
+    No legacy PostgreSQL database exists, so a PostgreSQL schema with a `_migrations` table but
+    no Aerich record is FOREIGN.
+    """
     facts = await file_facts(conn)
-    return FileState(facts.tables, facts.legacy_steps, facts.versions, FileKind(file_kind(facts)))
+    kind = FileKind(file_kind(facts))
+    if kind is FileKind.LEGACY and dialect_of(conn) == POSTGRES:
+        kind = FileKind.FOREIGN
+    return FileState(facts.tables, facts.legacy_steps, facts.versions, kind)
