@@ -1,4 +1,5 @@
-"""Shared fixtures: real SQLite files in temp folders, and copies of the legacy fixtures."""
+"""Shared fixtures: each database test runs on SQLite (a file in a temp folder) and on PostgreSQL (a fresh
+schema on the server tests/postgres_server.py finds), and copies of the legacy fixtures."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.facade import Storage
 from daycare.storage.migrations.migrate import database_migrate
 
+pytest_plugins = ["tests.postgres_server"]  # finds the PostgreSQL server once per session
+
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = {"yielding": "tests.storage.yielding_backend"}
+# The yielding backend is a SQLite backend: its run leaves PostgreSQL out.
+DATABASES = ["sqlite"] if os.environ.get("DAYCARE_TEST_BACKEND") == "yielding" else ["sqlite", "postgres"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,6 +32,18 @@ def pytest_configure(config: pytest.Config) -> None:
         if name not in BACKENDS:
             raise pytest.UsageError(f"DAYCARE_TEST_BACKEND={name!r}: expected one of {sorted(BACKENDS)}")
         database_module.BACKEND = BACKENDS[name]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leaves out the postgres instances of tests marked `sqlite_only` (they are about SQLite files)."""
+    kept, left_out = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("database_url") == "postgres"
+        (left_out if on_postgres and item.get_closest_marker("sqlite_only") else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 LEGACY_DIR = ROOT / "tests" / "fixtures" / "legacy"
@@ -58,10 +75,32 @@ def legacy_copy(tmp_path: Path) -> Callable[[str], Path]:
     return copy
 
 
+@pytest.fixture(params=DATABASES)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Where a new database goes: `sqlite` a file in tmp_path; `postgres` a fresh schema URL, skipped if no server."""
+    # Imported here, after pytest_plugins registered the module (an earlier import escapes assertion rewriting).
+    from tests.postgres_server import postgres_discovery, postgres_schema
+
+    if request.param == "sqlite":
+        yield str(tmp_path / "daycare.db")
+        return
+    discovery = postgres_discovery(request.config)
+    if discovery.server is None:
+        pytest.skip(discovery.line)
+    async with postgres_schema(discovery.server) as url:
+        yield url
+
+
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A new database file, migrated (baseline: legacy schema plus the bootstrap owner)."""
-    database = await database_open(tmp_path / "daycare.db")
+def sqlite_url(tmp_path: Path) -> str:
+    """A new database file's path in tmp_path, for tests about SQLite files (mark them `sqlite_only`)."""
+    return str(tmp_path / "daycare.db")
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A new database (SQLite file or PostgreSQL schema), migrated: legacy schema plus the bootstrap owner."""
+    database = await database_open(database_url)
     await database_migrate(database)
     yield database
     await database_close(database)
