@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import json
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from daycare.config import Config
 from daycare.storage.facade import Storage
+from daycare.storage.migrations.loader import migrations_load
 from daycare.storage.repositories.agents import AgentRecord
 from daycare.storage.repositories.tasks import TaskRecord
+from tests.postgres_server import postgres_connection
+from tests.sqlite_files import file_dicts
 
 # 2024-01-15 10:30:00 local time, the moment the legacy cron specs froze the clock at (as UTC).
 LOCAL_START_MS = int(datetime(2024, 1, 15, 10, 30, 0).timestamp() * 1000)
+ASYNCPG_DIR = str(Path(asyncpg.__file__).parent)
+SERVER_TIMEOUT = 30.0  # seconds a wait in loop turns may spend on a database server's answers
 
 
 class FakeTime:
@@ -59,26 +69,110 @@ class FakeTime:
         await settle()
 
 
+def server_waited_on() -> bool:
+    """Whether a task of the running loop awaits a database server's answer (asyncpg code is in its await chain).
+
+    SQLite answers within the loop turn that asks; a server answers in real time, however many turns pass.
+    """
+    for task in asyncio.all_tasks():
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            code = getattr(awaited, "cr_code", None) or getattr(awaited, "gi_code", None)
+            code = code or getattr(awaited, "ag_code", None)
+            if code is not None and code.co_filename.startswith(ASYNCPG_DIR):
+                return True
+            awaited = _awaited_by(awaited)
+    return False
+
+
+def _awaited_by(awaitable: Any) -> Any:
+    """What a suspended coroutine (or generator) awaits; through the wrapper of an `__await__` method too."""
+    for name in ("cr_await", "gi_yieldfrom", "ag_await"):
+        if hasattr(awaitable, name):
+            return getattr(awaitable, name)
+    if isinstance(awaitable, asyncio.Future):
+        return None
+    # A coroutine_wrapper (`await queryset` returns one) or an async generator's asend: the object inside.
+    for found in gc.get_referents(awaitable):
+        if inspect.iscoroutine(found) or inspect.isgenerator(found) or inspect.isasyncgen(found):
+            return found
+    return None
+
+
+async def _turn(deadline: float) -> bool:
+    """One turn of the loop; False if a database server was being waited on (that turn does not count)."""
+    await asyncio.sleep(0)
+    if not server_waited_on():
+        return True
+    if time.monotonic() > deadline:
+        raise AssertionError(f"the database server did not answer within {SERVER_TIMEOUT} s")
+    return False
+
+
 async def settle(turns: int = 200) -> None:
-    """Gives the other tasks of the loop `turns` chances to run (no real time passes)."""
-    for _ in range(turns):
-        await asyncio.sleep(0)
+    """Gives the other tasks of the loop `turns` chances to run (no clock time passes); turns spent waiting
+    for a database server's answer do not count."""
+    deadline = time.monotonic() + SERVER_TIMEOUT
+    done = 0
+    while done < turns:
+        done += 1 if await _turn(deadline) else 0
 
 
 async def eventually(check: Callable[[], bool | Awaitable[bool]], turns: int = 5000) -> None:
-    """Waits (in loop turns, not time) until `check()` (sync or async) is true; fails the test otherwise."""
-    for _ in range(turns):
+    """Waits (in loop turns, not time; turns spent waiting for a database server do not count) until `check()`
+    (sync or async) is true; fails the test otherwise."""
+    deadline = time.monotonic() + SERVER_TIMEOUT
+    done = 0
+    while done < turns:
         result = check()
         if inspect.isawaitable(result):
             result = await result
         if result:
             return
-        await asyncio.sleep(0)
+        done += 1 if await _turn(deadline) else 0
     raise AssertionError("the condition never became true")
 
 
-def engine_config(path: Path) -> Config:
-    return Config(str(path), path.parent, "test")
+def engine_config(location: str | Path, data_dir: Path) -> Config:
+    """An engine's configuration: the database at `location` (a file or a postgres:// URL), its files in `data_dir`."""
+    return Config(str(location), data_dir, "test")
+
+
+def on_postgres(location: str | Path) -> bool:
+    """Whether `location` (a `database_url` fixture value) is a PostgreSQL URL rather than a file."""
+    return str(location).startswith(("postgres://", "postgresql://"))
+
+
+def migration_count(location: str | Path) -> int:
+    """How many migrations the chain of `location`'s dialect holds (a fresh database gets them all)."""
+    return len(migrations_load(dialect="postgres" if on_postgres(location) else "sqlite"))
+
+
+async def location_dicts(location: str | Path, sql: str) -> list[dict[str, Any]]:
+    """Runs one read on the database at `location` with the test's own client (sqlite3 or asyncpg), not Daycare's."""
+    if on_postgres(location):
+        async with postgres_connection(str(location)) as connection:
+            return [dict(row) for row in await connection.fetch(sql)]
+    return file_dicts(Path(location), sql)
+
+
+async def location_query(location: str | Path, sql: str) -> list[tuple[Any, ...]]:
+    """Like `location_dicts`, rows as tuples."""
+    return [tuple(row.values()) for row in await location_dicts(location, sql)]
+
+
+async def location_execute(location: str | Path, sql: str) -> None:
+    """Runs one write on the database at `location` with the test's own client, committed (the database is closed)."""
+    if on_postgres(location):
+        async with postgres_connection(str(location)) as connection:
+            await connection.execute(sql)
+        return
+    connection = sqlite3.connect(location)
+    try:
+        connection.execute(sql)
+        connection.commit()
+    finally:
+        connection.close()
 
 
 async def agent_create(storage: Storage, agent_id: str, user_id: str = "user-1", lifecycle: str = "active") -> str:
@@ -117,3 +211,22 @@ async def system_agent_id(storage: Storage, user_id: str, tag: str) -> str | Non
         if record.descriptor == {"type": "system", "tag": tag}:
             return record.id
     return None
+
+
+async def location_snapshot(location: str | Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows, sorted, by table name: equal snapshots mean nothing was written in between."""
+    if on_postgres(location):
+        async with postgres_connection(str(location)) as connection:
+            names = await connection.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            )
+            return {
+                name: sorted((tuple(row) for row in await connection.fetch(f'SELECT * FROM "{name}"')), key=repr)
+                for (name,) in names
+            }
+    connection = sqlite3.connect(f"file:{location}?mode=ro", uri=True)
+    try:
+        names = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return {name: sorted(connection.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr) for (name,) in names}
+    finally:
+        connection.close()

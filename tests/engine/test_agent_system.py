@@ -98,8 +98,8 @@ async def test_a_system_descriptor_finds_the_users_agent_or_creates_it_once(stor
     assert record.active_session_id is not None
     session = await storage.sessions.find_by_id(record.active_session_id)
     assert session is not None and session.agent_id == first
-    rows = await storage.db.connection().execute_query_dict("SELECT descriptor FROM agents WHERE id = ?", [first])
-    assert rows == [{"descriptor": '{"type":"system","tag":"cron"}'}]
+    rows = await storage.db.connection().execute_query_dict("SELECT id, descriptor FROM agents")
+    assert [row["descriptor"] for row in rows if row["id"] == first] == ['{"type":"system","tag":"cron"}']
 
     # A fresh port on the same file finds the same agent.
     again = agents_build(Storage.from_database(storage.db), tmp_path)

@@ -125,10 +125,9 @@ async def test_a_sender_who_is_not_a_member_sends_as_the_system(storage: Storage
     assert item["signal"]["data"]["senderUsername"] == "visitor"
 
 
-async def test_restores_channels_from_disk_and_replays_member_subscriptions(tmp_path: Path) -> None:
-    """Legacy: "restores channels from disk and replays member subscriptions" (a second Engine on the file)."""
-    path = tmp_path / "daycare.db"
-    async with Engine(engine_config(path)) as first:
+async def test_restores_channels_from_disk_and_replays_member_subscriptions(database_url: str, tmp_path: Path) -> None:
+    """Legacy: "restores channels from disk and replays member subscriptions" (a second Engine on the database)."""
+    async with Engine(engine_config(database_url, tmp_path)) as first:
         storage = first.storage
         for agent_id in ("agent-leader", "agent-a"):
             await agent_create(storage, agent_id)
@@ -138,7 +137,7 @@ async def test_restores_channels_from_disk_and_replays_member_subscriptions(tmp_
         # The subscription is gone from the table: only the restore can bring it back.
         await first.services.signals.unsubscribe(Context("user-1", "agent-a"), "channel.ops:*")
 
-    async with Engine(engine_config(path)) as second:
+    async with Engine(engine_config(database_url, tmp_path)) as second:
         listed = second.services.channels.list()
         assert [(c.name, c.leader, [m.username for m in c.members]) for c in listed] == [
             ("ops", "agent-leader", ["alice"])

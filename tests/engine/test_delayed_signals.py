@@ -39,23 +39,23 @@ def delayed_build(storage: Storage, signals: FakeSignals, time: FakeTime, **opti
     )
 
 
-async def test_replaces_scheduled_items_by_repeat_key_and_persists_queue(tmp_path: Path) -> None:
+async def test_replaces_scheduled_items_by_repeat_key_and_persists_queue(database_url: str, tmp_path: Path) -> None:
     """Legacy: "replaces scheduled items by repeat key and persists queue" (the restore is a second Engine)."""
     time = FakeTime()
-    path = tmp_path / "daycare.db"
-    async with Engine(engine_config(path), clock=time.now, sleep=time.sleep) as engine:
+    config = engine_config(database_url, tmp_path)
+    async with Engine(config, clock=time.now, sleep=time.sleep) as engine:
         delayed = engine.services.delayed_signals
         first = await delayed.schedule("reminder", time.now() + 60_000, SYSTEM, repeat_key="job")
         second = await delayed.schedule("reminder", time.now() + 120_000, SYSTEM, repeat_key="job")
         assert first.id != second.id
         assert [item.id for item in delayed.list()] == [second.id]
 
-    async with Engine(engine_config(path), clock=time.now, sleep=time.sleep) as restored:
+    async with Engine(config, clock=time.now, sleep=time.sleep) as restored:
         delayed = restored.services.delayed_signals
         assert [item.id for item in delayed.list()] == [second.id]
         assert await delayed.cancel_by_repeat_key("reminder", "job") == 1
         assert delayed.list() == []
-    async with Engine(engine_config(path), clock=time.now, sleep=time.sleep) as again:
+    async with Engine(config, clock=time.now, sleep=time.sleep) as again:
         assert again.services.delayed_signals.list() == []
 
 

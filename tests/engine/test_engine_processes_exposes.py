@@ -22,10 +22,12 @@ from tests.engine.test_processes import bwrap_problem, until
 USER = Context("user-1")
 
 
-async def test_a_process_outlives_its_engine_and_the_next_engine_supervises_it(tmp_path: Path) -> None:
+async def test_a_process_outlives_its_engine_and_the_next_engine_supervises_it(
+    database_url: str, tmp_path: Path
+) -> None:
     # The engine's own sandbox setting: bubblewrap where it can run here, else an explicit "none".
     sandbox = "bubblewrap" if bwrap_problem(weaker_nested=True) is None else "none"
-    config = dataclasses.replace(engine_config(tmp_path / "daycare.db"), sandbox=sandbox)
+    config = dataclasses.replace(engine_config(database_url, tmp_path), sandbox=sandbox)
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     permissions = {"workingDir": str(workspace), "writeDirs": [str(workspace)]}
@@ -54,8 +56,8 @@ async def test_a_process_outlives_its_engine_and_the_next_engine_supervises_it(t
                 os.killpg(pid, signal.SIGKILL)
 
 
-async def test_stop_processes_setting_stops_them_with_the_engine(tmp_path: Path) -> None:
-    config = dataclasses.replace(engine_config(tmp_path / "daycare.db"), sandbox="none", stop_processes=True)
+async def test_stop_processes_setting_stops_them_with_the_engine(database_url: str, tmp_path: Path) -> None:
+    config = dataclasses.replace(engine_config(database_url, tmp_path), sandbox="none", stop_processes=True)
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     async with Engine(config) as engine:
@@ -67,8 +69,8 @@ async def test_stop_processes_setting_stops_them_with_the_engine(tmp_path: Path)
     assert not pid_alive(created.pid)
 
 
-async def test_an_endpoint_answers_through_the_engine_with_its_password_only(tmp_path: Path) -> None:
-    config = engine_config(tmp_path / "daycare.db")
+async def test_an_endpoint_answers_through_the_engine_with_its_password_only(database_url: str, tmp_path: Path) -> None:
+    config = engine_config(database_url, tmp_path)
     async with target_serve() as target, aiohttp.ClientSession() as http:
         async with Engine(config) as first:
             exposes = first.services.exposes

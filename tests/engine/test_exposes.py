@@ -1,7 +1,7 @@
 """Exposes: the legacy exposes.spec, exposeProxy.spec and exposeTypes.spec tests, and real HTTP through the proxy.
 
 Requests go from aiohttp's client through the real proxy (and the local provider's loopback
-ports) to a real aiohttp server; rows are read back from the database file with plain sqlite3.
+ports) to a real aiohttp server; rows are read back with the test's own client (sqlite3 or asyncpg).
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from daycare.storage.repositories.expose_endpoints import (
     expose_domain_normalize,
     expose_target_parse,
 )
-from tests.engine.helpers import FakeTime
-from tests.sqlite_files import file_dicts
+from tests.engine.helpers import FakeTime, location_dicts
 
 USER = Context("user-1")
 OTHER = Context("user-2")
@@ -163,9 +162,9 @@ def exposes_build(services: list[Exposes], storage: Storage, *providers: Any, **
 
 
 @asynccontextmanager
-async def storage_reopen(path: Path) -> AsyncIterator[Storage]:
-    """The same database file through a new connection and new repositories (as after a restart)."""
-    db = await database_open(path)
+async def storage_reopen(database_url: str) -> AsyncIterator[Storage]:
+    """The same database through a new connection and new repositories (as after a restart)."""
+    db = await database_open(database_url)
     try:
         yield Storage.from_database(db)
     finally:
@@ -177,8 +176,9 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def rows(tmp_path: Path) -> list[dict[str, Any]]:
-    return file_dicts(tmp_path / "daycare.db", "SELECT * FROM expose_endpoints ORDER BY created_at, id")
+async def rows(database_url: str) -> list[dict[str, Any]]:
+    """The stored endpoints, read with the test's own client."""
+    return await location_dicts(database_url, "SELECT * FROM expose_endpoints ORDER BY created_at, id")
 
 
 async def via_proxy(
@@ -204,7 +204,7 @@ async def via_proxy(
 
 
 async def test_supports_create_update_remove_list_lifecycle(
-    storage: Storage, tmp_path: Path, services: list[Exposes]
+    storage: Storage, database_url: str, services: list[Exposes]
 ) -> None:
     """Legacy: "supports create/update/remove/list lifecycle"."""
     provider = ScriptedProvider(domains=("ep1.a.example.com",))
@@ -221,11 +221,11 @@ async def test_supports_create_update_remove_list_lifecycle(
 
     disabled = await exposes.update(USER, created.endpoint.id, authenticated=False)
     assert disabled.endpoint.auth is None and disabled.password is None
-    assert rows(tmp_path)[0]["auth"] is None
+    assert (await rows(database_url))[0]["auth"] is None
 
     enabled = await exposes.update(USER, created.endpoint.id, authenticated=True)
     assert enabled.endpoint.auth is not None and enabled.password
-    stored_auth = json.loads(rows(tmp_path)[0]["auth"])
+    stored_auth = json.loads((await rows(database_url))[0]["auth"])
     assert stored_auth["enabled"] is True
     assert stored_auth["passwordHash"] != enabled.password
     assert stored_auth["passwordHash"] == enabled.endpoint.auth["passwordHash"]
@@ -234,7 +234,7 @@ async def test_supports_create_update_remove_list_lifecycle(
     await exposes.remove(USER, created.endpoint.id)
     assert exposes.list(USER) == []
     assert provider.destroyed == ["ep1.a.example.com"]
-    assert rows(tmp_path) == []
+    assert await rows(database_url) == []
     await exposes.stop()
 
 
@@ -289,7 +289,7 @@ async def test_provider_registration_and_mode_errors(storage: Storage, services:
 
 
 async def test_restores_endpoints_from_the_database_on_restart(
-    storage: Storage, tmp_path: Path, services: list[Exposes]
+    storage: Storage, database_url: str, services: list[Exposes]
 ) -> None:
     """Legacy: "restores endpoints from disk on restart" (a new instance on the same database file)."""
     provider = ScriptedProvider(domains=("created.a.example.com", "restored.a.example.com"))
@@ -299,7 +299,7 @@ async def test_restores_endpoints_from_the_database_on_restart(
     await first.stop()
     assert provider.destroyed == ["created.a.example.com"]
 
-    async with storage_reopen(tmp_path / "daycare.db") as reopened:
+    async with storage_reopen(database_url) as reopened:
         second = exposes_build(services, reopened, provider, clock=lambda: 2000)
         await second.start()
         listed = second.list_all()
@@ -308,12 +308,14 @@ async def test_restores_endpoints_from_the_database_on_restart(
         ]
         assert len(provider.created) == 2
         assert second.active_domain(created.endpoint.id) == "restored.a.example.com"
-        assert [(row["domain"], row["updated_at"]) for row in rows(tmp_path)] == [("restored.a.example.com", 2000)]
+        assert [(row["domain"], row["updated_at"]) for row in await rows(database_url)] == [
+            ("restored.a.example.com", 2000)
+        ]
         await second.stop()
 
 
 async def test_updates_endpoints_even_when_provider_is_unavailable(
-    storage: Storage, tmp_path: Path, services: list[Exposes], target: Target, http: aiohttp.ClientSession
+    storage: Storage, database_url: str, services: list[Exposes], target: Target, http: aiohttp.ClientSession
 ) -> None:
     """Legacy: "updates endpoints even when provider is unavailable"; the new hash applies once the provider is back."""
     provider = ScriptedProvider(domains=("created.a.example.com", "back.a.example.com"))
@@ -322,13 +324,15 @@ async def test_updates_endpoints_even_when_provider_is_unavailable(
     created = await first.create(USER, target={"type": "port", "port": target.port}, mode="public", authenticated=False)
     await first.stop()
 
-    async with storage_reopen(tmp_path / "daycare.db") as reopened:
+    async with storage_reopen(database_url) as reopened:
         second = exposes_build(services, reopened)
         await second.start()
         assert second.active_domain(created.endpoint.id) is None
         updated = await second.update(USER, created.endpoint.id, authenticated=True)
         assert updated.endpoint.auth is not None and updated.password
-        assert json.loads(rows(tmp_path)[0]["auth"])["passwordHash"] == updated.endpoint.auth["passwordHash"]
+        assert (
+            json.loads((await rows(database_url))[0]["auth"])["passwordHash"] == updated.endpoint.auth["passwordHash"]
+        )
 
         await second.register_provider(provider)
         assert second.active_domain(created.endpoint.id) == "back.a.example.com"
@@ -339,7 +343,7 @@ async def test_updates_endpoints_even_when_provider_is_unavailable(
 
 
 async def test_rolls_back_tunnels_when_domain_normalization_fails(
-    storage: Storage, tmp_path: Path, services: list[Exposes]
+    storage: Storage, database_url: str, services: list[Exposes]
 ) -> None:
     """Legacy: "rolls back tunnels when domain normalization fails" (on create, then on restore)."""
     create_fail = ScriptedProvider(domains=("https://broken.example.com",))
@@ -348,7 +352,7 @@ async def test_rolls_back_tunnels_when_domain_normalization_fails(
     with pytest.raises(ValueError, match="Invalid expose domain"):
         await exposes.create(USER, target={"type": "port", "port": 3000}, mode="public", authenticated=False)
     assert create_fail.destroyed == ["https://broken.example.com"]
-    assert exposes.list_all() == [] and rows(tmp_path) == []
+    assert exposes.list_all() == [] and await rows(database_url) == []
     await exposes.stop()
 
     first = exposes_build(services, storage, ScriptedProvider(domains=("created.a.example.com",)))
@@ -362,11 +366,11 @@ async def test_rolls_back_tunnels_when_domain_normalization_fails(
         await second.start()
     assert restore_fail.destroyed == ["https://broken-restore.example.com"]
     await second.stop()
-    assert [row["domain"] for row in rows(tmp_path)] == ["created.a.example.com"]
+    assert [row["domain"] for row in await rows(database_url)] == ["created.a.example.com"]
 
 
 async def test_keeps_the_reactivated_domain_when_update_triggers_tunnel_activation(
-    storage: Storage, tmp_path: Path, services: list[Exposes]
+    storage: Storage, database_url: str, services: list[Exposes]
 ) -> None:
     """Legacy: "keeps the reactivated domain when update triggers tunnel activation"."""
     provider = ScriptedProvider(domains=("created.a.example.com", "reactivated.a.example.com"))
@@ -378,7 +382,7 @@ async def test_keeps_the_reactivated_domain_when_update_triggers_tunnel_activati
     updated = await exposes.update(USER, created.endpoint.id, authenticated=True)
     assert updated.endpoint.domain == "reactivated.a.example.com"
     assert exposes.list(USER)[0].domain == "reactivated.a.example.com"
-    assert rows(tmp_path)[0]["domain"] == "reactivated.a.example.com"
+    assert (await rows(database_url))[0]["domain"] == "reactivated.a.example.com"
 
 
 async def test_applies_new_auth_hash_when_update_reactivates_a_dormant_endpoint(
@@ -443,14 +447,14 @@ async def test_endpoints_of_another_user_read_as_not_found(storage: Storage, ser
 
 
 async def test_a_failing_provider_leaves_nothing_behind(
-    storage: Storage, tmp_path: Path, services: list[Exposes], target: Target, http: aiohttp.ClientSession
+    storage: Storage, database_url: str, services: list[Exposes], target: Target, http: aiohttp.ClientSession
 ) -> None:
     provider = ScriptedProvider(domains=())
     exposes = exposes_build(services, storage, provider)
     await exposes.start()
     with pytest.raises(RuntimeError, match="No pending domain"):
         await exposes.create(USER, target={"type": "port", "port": target.port}, mode="public", authenticated=True)
-    assert provider.destroyed == [] and exposes.list_all() == [] and rows(tmp_path) == []
+    assert provider.destroyed == [] and exposes.list_all() == [] and await rows(database_url) == []
 
 
 class CreateFailingRepository(ExposeEndpointsRepository):
@@ -461,7 +465,7 @@ class CreateFailingRepository(ExposeEndpointsRepository):
 
 
 async def test_a_failed_write_rolls_back_the_route_and_the_tunnel(
-    storage: Storage, tmp_path: Path, services: list[Exposes], target: Target, http: aiohttp.ClientSession
+    storage: Storage, database_url: str, services: list[Exposes], target: Target, http: aiohttp.ClientSession
 ) -> None:
     provider = ScriptedProvider(domains=("doomed.a.example.com",))
     exposes = Exposes(expose_endpoints=CreateFailingRepository(storage.db), providers=[provider])
@@ -470,13 +474,13 @@ async def test_a_failed_write_rolls_back_the_route_and_the_tunnel(
     with pytest.raises(OSError, match="disk full"):
         await exposes.create(USER, target={"type": "port", "port": target.port}, mode="public", authenticated=False)
     assert provider.destroyed == ["doomed.a.example.com"]
-    assert exposes.list_all() == [] and rows(tmp_path) == []
+    assert exposes.list_all() == [] and await rows(database_url) == []
     assert (await via_proxy(http, exposes, "doomed.a.example.com"))[0] == 404
     assert target.seen == []
 
 
 async def test_providers_registered_later_activate_and_unregistered_ones_deactivate(
-    storage: Storage, tmp_path: Path, services: list[Exposes], target: Target, http: aiohttp.ClientSession
+    storage: Storage, database_url: str, services: list[Exposes], target: Target, http: aiohttp.ClientSession
 ) -> None:
     provider = ScriptedProvider(domains=("one.a.example.com", "two.a.example.com"))
     exposes = exposes_build(services, storage, provider)
@@ -488,7 +492,7 @@ async def test_providers_registered_later_activate_and_unregistered_ones_deactiv
     assert provider.destroyed == ["one.a.example.com"]
     assert exposes.active_domain(created.endpoint.id) is None
     assert (await via_proxy(http, exposes, "one.a.example.com"))[0] == 404
-    assert len(rows(tmp_path)) == 1
+    assert len(await rows(database_url)) == 1
 
     await exposes.register_provider(provider)
     assert exposes.active_domain(created.endpoint.id) == "two.a.example.com"
@@ -522,7 +526,7 @@ async def test_stop_closes_the_proxy_and_every_tunnel(
 
 
 async def test_passwords_are_32_random_bytes_and_only_their_cost_10_hash_is_stored(
-    storage: Storage, tmp_path: Path, services: list[Exposes], caplog: pytest.LogCaptureFixture
+    storage: Storage, database_url: str, services: list[Exposes], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     exposes = exposes_build(services, storage, ScriptedProvider(domains=("p.a.example.com",)))
@@ -536,7 +540,7 @@ async def test_passwords_are_32_random_bytes_and_only_their_cost_10_hash_is_stor
         assert password not in repr(result)
         assert password not in caplog.text
     assert created.password != updated.password
-    row = rows(tmp_path)[0]
+    row = (await rows(database_url))[0]
     assert created.password not in json.dumps(row) and updated.password not in json.dumps(row)
     password_hash = json.loads(row["auth"])["passwordHash"]
     assert password_hash.startswith("$2b$10$")
@@ -625,7 +629,7 @@ async def test_the_right_password_reaches_the_target_and_no_other_does(
 
 
 async def test_a_restart_restores_the_endpoint_with_its_password(
-    storage: Storage, tmp_path: Path, services: list[Exposes], target: Target, http: aiohttp.ClientSession
+    storage: Storage, database_url: str, services: list[Exposes], target: Target, http: aiohttp.ClientSession
 ) -> None:
     first = exposes_build(services, storage, LocalExposeProvider())
     await first.start()
@@ -635,14 +639,14 @@ async def test_a_restart_restores_the_endpoint_with_its_password(
     assert created.password is not None
     await first.stop()
 
-    async with storage_reopen(tmp_path / "daycare.db") as reopened:
+    async with storage_reopen(database_url) as reopened:
         local = LocalExposeProvider()
         second = exposes_build(services, reopened, local)
         await second.start()
         [restored] = second.list(USER)
         assert (restored.id, restored.auth) == (created.endpoint.id, created.endpoint.auth)
         address = local.address(restored.domain)
-        assert address is not None and rows(tmp_path)[0]["domain"] == restored.domain
+        assert address is not None and (await rows(database_url))[0]["domain"] == restored.domain
         async with http.get(address, headers={"Authorization": basic("daycare", created.password)}) as response:
             assert (response.status, await response.text()) == (200, "GET:/")
         async with http.get(address) as response:

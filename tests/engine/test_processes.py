@@ -687,6 +687,8 @@ async def test_a_sandboxed_child_cannot_write_outside_its_write_dirs(harness: Ha
     (readable / "note.txt").write_text("visible")
     harness.permissions["readDirs"] = [str(readable)]
     database = harness.data_dir / "daycare.db"
+    if not database.exists():  # on PostgreSQL the data folder holds no database: a stand-in file, hidden alike
+        database.write_text("stand-in for the database file")
     command = (
         f"echo inside > {harness.workspace}/inside.txt; echo outside > {outside}/outside.txt;"
         f" echo new > {readable}/new.txt;"
