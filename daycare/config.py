@@ -1,9 +1,14 @@
 """Finds the database the way every entry point does: flag, environment, settings, default.
 
-Order: an explicit `--db`; an explicit `--settings` file; `DAYCARE_DB_URL` (a path or a
-Tortoise URL); `~/.daycare/settings.json` when it exists; `~/.daycare/daycare.db`.
-In a settings file, `engine.dbPath` wins over `engine.dataDir`/daycare.db, like the legacy
+Order: an explicit `--db`; an explicit `--settings` file; `DAYCARE_DB_URL` (a path, a `sqlite://`
+or a `postgres://` URL); `<home>/settings.json` when it exists; `<home>/daycare.db`. The Daycare
+home is `DAYCARE_HOME` when set, else `~/.daycare`.
+In a settings file, `engine.db.url` (a path or URL, as the later TypeScript releases wrote it)
+wins over `engine.dbPath`, which wins over `engine.dataDir`/daycare.db, like the legacy
 `configResolve`; relative paths resolve against the working directory, as they did there.
+The data folder (users' files, processes) is `engine.dataDir` when given; otherwise the folder
+of a database file named directly (`--db`, `DAYCARE_DB_URL`), and the Daycare home for a URL
+(a PostgreSQL database has no folder) or a database named by the settings.
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ from pathlib import Path
 from daycare.storage.errors import StorageError
 
 DB_URL_VARIABLE = "DAYCARE_DB_URL"
+HOME_VARIABLE = "DAYCARE_HOME"
 DB_FILE_NAME = "daycare.db"
 SANDBOXES = ("bubblewrap", "none")
 
 
-def daycare_home() -> Path:
-    """The default data folder, `~/.daycare`."""
+def daycare_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The default data folder: `DAYCARE_HOME` when set, else `~/.daycare`."""
+    environ = os.environ if environ is None else environ
+    home = environ.get(HOME_VARIABLE, "").strip()
+    if home:
+        return Path(home).expanduser().resolve()
     return Path("~/.daycare").expanduser()
 
 
@@ -46,27 +56,29 @@ def config_load(
     environ = os.environ if environ is None else environ
     if db is not None:
         if not db.strip():
-            raise StorageError("--db is empty.", "Pass a database file or a sqlite:// URL, or leave --db out.")
-        return Config(db, _data_dir_of(db), "--db")
+            raise StorageError(
+                "--db is empty.", "Pass a database file, a sqlite:// URL or a postgres:// URL, or leave --db out."
+            )
+        return Config(db, _data_dir_of(db, environ), "--db")
     if settings is not None:
-        return _settings_config(Path(settings).expanduser(), required=True)
+        return _settings_config(Path(settings).expanduser(), required=True, environ=environ)
     env_value = environ.get(DB_URL_VARIABLE, "").strip()
     if env_value:
-        return Config(env_value, _data_dir_of(env_value), DB_URL_VARIABLE)
-    default_settings = daycare_home() / "settings.json"
+        return Config(env_value, _data_dir_of(env_value, environ), DB_URL_VARIABLE)
+    home = daycare_home(environ)
+    default_settings = home / "settings.json"
     if default_settings.exists():
-        return _settings_config(default_settings, required=False)
-    home = daycare_home()
+        return _settings_config(default_settings, required=False, environ=environ)
     return Config(str(home / DB_FILE_NAME), home, "default")
 
 
-def _data_dir_of(location: str) -> Path:
-    if "://" in location:
-        return daycare_home()
+def _data_dir_of(location: str, environ: Mapping[str, str]) -> Path:
+    if "://" in location:  # a sqlite:// URL, or a PostgreSQL database, which has no folder
+        return daycare_home(environ)
     return Path(location).expanduser().resolve().parent
 
 
-def _settings_config(path: Path, required: bool) -> Config:
+def _settings_config(path: Path, required: bool, environ: Mapping[str, str]) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -97,9 +109,13 @@ def _settings_config(path: Path, required: bool) -> Config:
         raise StorageError(f"Settings file {path}: engine must be an object, not {_json_kind(engine)}.")
     data_dir = _setting_path(engine, "dataDir", path)
     db_path = _setting_path(engine, "dbPath", path)
+    db_url = _setting_url(engine, path)
     # Like the legacy code, settings that name neither fall back to ~/.daycare; the source says so.
     source = str(path) if data_dir or db_path else f"{path}, which names no engine.dbPath or engine.dataDir"
-    data_dir = data_dir or daycare_home()
+    if db_url is not None:
+        ignored = f"; engine.dbPath {db_path} is ignored" if db_path else ""
+        source = f"{path}, engine.db.url{ignored}"
+    data_dir = data_dir or daycare_home(environ)
     sandbox = engine.get("sandbox", "bubblewrap")
     if sandbox not in SANDBOXES:
         raise StorageError(
@@ -110,7 +126,32 @@ def _settings_config(path: Path, required: bool) -> Config:
     stop_processes = engine.get("stopProcesses", False)
     if not isinstance(stop_processes, bool):
         raise StorageError(f"Settings file {path}: engine.stopProcesses must be true or false.")
-    return Config(str(db_path or data_dir / DB_FILE_NAME), data_dir, source, sandbox, stop_processes)
+    location = db_url if db_url is not None else str(db_path or data_dir / DB_FILE_NAME)
+    return Config(location, data_dir, source, sandbox, stop_processes)
+
+
+def _setting_url(engine: dict[str, object], settings_path: Path) -> str | None:
+    """`engine.db.url`: a database file, `sqlite://` or `postgres://` URL, checked as --db would be; None if absent."""
+    db = engine.get("db")
+    if db is None:
+        return None
+    if not isinstance(db, dict):
+        raise StorageError(f"Settings file {settings_path}: engine.db must be an object, not {_json_kind(db)}.")
+    url = db.get("url")
+    if url is None:
+        return None
+    example = 'e.g. "postgres://user@host:5432/daycare" or "/var/lib/daycare/daycare.db"'
+    if not isinstance(url, str) or not url.strip():
+        raise StorageError(f"Settings file {settings_path}: engine.db.url must be a non-empty string ({example}).")
+    from daycare.storage.db.database import database_location  # the storage package imports this module
+
+    try:
+        location = database_location(url.strip())
+    except StorageError as exc:
+        raise StorageError(f"Settings file {settings_path}: engine.db.url: {exc.problem}", *exc.advice) from None
+    if location.server is None and location.path is not None and "://" not in url:
+        return str(location.path)  # a relative path resolves against the working directory, as engine.dbPath does
+    return url.strip()
 
 
 def _json_kind(value: object) -> str:

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def environment(env: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without DAYCARE_DB_URL, plus `env`."""
-    result = {key: value for key, value in os.environ.items() if key != "DAYCARE_DB_URL"}
+    """This process's environment without DAYCARE_DB_URL and DAYCARE_HOME, plus `env`."""
+    result = {key: value for key, value in os.environ.items() if key not in ("DAYCARE_DB_URL", "DAYCARE_HOME")}
     result.update(env or {})
     return result
 

@@ -110,3 +110,72 @@ def test_engine_settings_for_processes(home: Path, tmp_path: Path) -> None:
         settings.write_text(json.dumps({"engine": engine}))
         with pytest.raises(StorageError, match=message):
             config_load(settings=settings)
+
+
+PG_URL = "postgres://daycare:secret@db.example:5432/daycare?schema=team_a"
+
+
+@pytest.mark.parametrize("url", [PG_URL, "postgresql://daycare@db.example/daycare"])
+def test_a_postgres_url_works_as_flag_and_environment_with_the_home_as_data_folder(home: Path, url: str) -> None:
+    for config in (config_load(db=url, environ={}), config_load(environ={"DAYCARE_DB_URL": url})):
+        assert config.db_location == url
+        assert config.data_dir == home / ".daycare"  # a server has no folder: users' files go to the Daycare home
+
+
+def test_daycare_home_moves_the_default_database_settings_and_data_folder(home: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    config = config_load(environ={"DAYCARE_HOME": str(elsewhere)})
+    assert (config.db_location, config.data_dir) == (str(elsewhere / "daycare.db"), elsewhere)
+    assert config_load(db=PG_URL, environ={"DAYCARE_HOME": str(elsewhere)}).data_dir == elsewhere
+    elsewhere.mkdir()
+    (elsewhere / "settings.json").write_text(json.dumps({"engine": {"db": {"url": PG_URL}}}))
+    from_settings = config_load(environ={"DAYCARE_HOME": str(elsewhere)})
+    assert (from_settings.db_location, from_settings.data_dir) == (PG_URL, elsewhere)
+    assert from_settings.source == f"{elsewhere / 'settings.json'}, engine.db.url"
+    assert config_load(environ={}).db_location == str(home / ".daycare" / "daycare.db")  # unset: ~/.daycare
+
+
+def test_settings_db_url_wins_over_db_path_and_says_so(home: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    engine = {"dataDir": str(tmp_path / "d"), "dbPath": str(tmp_path / "x.db"), "db": {"url": PG_URL}}
+    settings.write_text(json.dumps({"engine": engine}))
+    config = config_load(settings=settings, environ={})
+    assert config.db_location == PG_URL
+    assert config.data_dir == tmp_path / "d"  # engine.dataDir still places the users' files
+    assert config.source == f"{settings}, engine.db.url; engine.dbPath {tmp_path / 'x.db'} is ignored"
+
+
+def test_settings_db_url_may_name_a_file_relative_to_the_working_directory(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"engine": {"db": {"url": "data/daycare.db"}}}))
+    assert config_load(settings=settings, environ={}).db_location == str(tmp_path / "data" / "daycare.db")
+    settings.write_text(json.dumps({"engine": {"db": {"url": "sqlite:///srv/daycare.db"}}}))
+    assert config_load(settings=settings, environ={}).db_location == "sqlite:///srv/daycare.db"
+
+
+@pytest.mark.parametrize(
+    ("engine", "message"),
+    [
+        ({"db": "postgres://x/y"}, "engine.db must be an object, not a string"),
+        ({"db": {"url": 42}}, "engine.db.url must be a non-empty string"),
+        ({"db": {"url": "  "}}, "engine.db.url must be a non-empty string"),
+        ({"db": {"url": "mysql://db/daycare"}}, "engine.db.url: Unsupported database URL scheme 'mysql'"),
+        ({"db": {"url": "postgres://db.example"}}, "engine.db.url: The PostgreSQL URL .* names no database"),
+        ({"db": {"url": "postgres://db/daycare?schema=1bad"}}, r"engine.db.url: Invalid schema='1bad'"),
+    ],
+)
+def test_a_bad_settings_db_url_is_explained(tmp_path: Path, engine: dict[str, object], message: str) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"engine": engine}))
+    with pytest.raises(StorageError, match=f"Settings file {settings}: {message}"):
+        config_load(settings=settings, environ={})
+
+
+def test_settings_db_without_url_keeps_the_file(home: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"engine": {"dbPath": str(tmp_path / "x.db"), "db": {}}}))
+    config = config_load(settings=settings, environ={})
+    assert (config.db_location, config.source) == (str(tmp_path / "x.db"), str(settings))

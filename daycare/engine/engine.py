@@ -4,12 +4,15 @@
 exists, load the channels (subscribing their members again), then start crons, heartbeats
 and delayed signals. `stop()` stops those in reverse order and closes the database last. A
 failure during `start()` undoes what it had done, so nothing is left running or open. The
-engine holds the database's lock (`<name>.lock`, see `daycare.storage.db.lock`) from before
-it opens the file until after it closes it, so a second engine on the same file is refused.
+engine holds the database's lock (`<name>.lock` beside a SQLite file, an advisory lock on a
+PostgreSQL schema; see `daycare.storage.db.lock`) from before it opens the database until after
+it closes it, so a second engine on the same database is refused. An engine whose PostgreSQL
+lock connection is lost stops by itself (`failed` is then set): another engine may take over.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from types import TracebackType
@@ -38,7 +41,8 @@ from daycare.storage.db.database import (
     database_open,
     database_writable_check,
 )
-from daycare.storage.db.lock import ENGINE, DatabaseLock, database_lock_wait
+from daycare.storage.db.lock import ENGINE, DatabaseLock, PostgresLock, database_lock_wait
+from daycare.storage.errors import StorageError
 from daycare.storage.facade import Storage
 from daycare.storage.migrations.migrate import database_migrate
 from daycare.storage.repositories.users import UserRecord
@@ -187,9 +191,13 @@ class Engine:
         self._sleep = sleep
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._db: Database | None = None
-        self._lock: DatabaseLock | None = None
+        self._lock: DatabaseLock | PostgresLock | None = None
         self._services: EngineServices | None = None
         self._started: list[tuple[str, _Service]] = []
+        self._stopping = asyncio.Lock()  # a stop after a lost lock and the caller's stop run one after the other
+        self._lost_stop: asyncio.Task[None] | None = None
+        self.failed = asyncio.Event()  # set once the engine stopped by itself; `failure` says why
+        self.failure: str | None = None
 
     @property
     def storage(self) -> Storage:
@@ -212,8 +220,12 @@ class Engine:
         if self._db is not None or self._lock is not None:
             raise RuntimeError("The engine is already started.")
         location = database_location(self.config.db_location)
-        # Held until stop() has closed the file: a second engine on it would undo this one's writes.
-        self._lock = await database_lock_wait(location.path, ENGINE, notify=log.info)
+        # Held until stop() has closed the database: a second engine on it would undo this one's writes.
+        self.failed.clear()
+        self.failure, self._lost_stop = None, None
+        self._lock = await database_lock_wait(location, ENGINE, notify=log.info)
+        if self._lock is not None:
+            self._lock.watch(self._lock_lost)
         try:
             database_writable_check(location.path)  # an engine writes: refuse a read-only file before touching it
             self._db = await database_open(location)
@@ -239,6 +251,8 @@ class Engine:
                 # Recorded before it starts: a start that fails half-way is still stopped.
                 self._started.append((name, service))
                 await service.start()
+            if self.failure is not None:  # the lock was lost while starting
+                raise StorageError(self.failure)
             self._services = services
         except BaseException:
             await self.stop()
@@ -247,13 +261,20 @@ class Engine:
     async def stop(self) -> None:
         """Stops the schedulers in reverse start order, closes the database, then releases its lock.
 
-        Safe to call twice.
+        Safe to call twice; a call while the engine stops by itself waits for that stop to end.
         """
+        async with self._stopping:
+            await self._stop()
+
+    async def _stop(self, first: tuple[str, ...] = ()) -> None:
+        """Stops the services named in `first`, then the others in reverse start order; closes; unlocks."""
         started, self._started = self._started, []
         db, self._db, self._services = self._db, None, None
         lock, self._lock = self._lock, None
+        order = [entry for entry in started if entry[0] in first]
+        order += [entry for entry in reversed(started) if entry[0] not in first]
         try:
-            for name, service in reversed(started):
+            for name, service in order:
                 try:
                     await service.stop()
                 except Exception:
@@ -264,7 +285,29 @@ class Engine:
                     await database_close(db)
             finally:
                 if lock is not None:
-                    lock.release()
+                    await lock.aclose()
+
+    def _lock_lost(self) -> None:
+        """The lock's connection is gone, so another engine may start on the database: stop, schedulers first."""
+        if self.failure is not None:
+            return
+        where = database_location(self.config.db_location).display
+        self.failure = (
+            f"the engine lost its lock on {where} (the connection that held it was closed) and stopped:"
+            " another engine may run on that database now"
+        )
+        if self._services is None:  # still starting: start() sees `failure` and undoes what it did
+            log.error("lost the lock on %s while starting; the start is undone", where)
+            return
+        log.error("lost the lock on %s: stopping the engine, its schedulers first", where)
+        self._lost_stop = asyncio.get_running_loop().create_task(self._stop_after_loss())
+
+    async def _stop_after_loss(self) -> None:
+        try:
+            async with self._stopping:
+                await self._stop(first=("crons", "heartbeats", "delayed signals"))
+        finally:
+            self.failed.set()
 
     async def summary(self) -> EngineSummary:
         """What the running engine holds, for the startup line."""

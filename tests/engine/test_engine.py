@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from daycare.config import HOME_VARIABLE
 from daycare.engine import Engine
 from daycare.engine import engine as engine_module
 from daycare.engine.channels import Channels
@@ -27,34 +28,44 @@ from tests.engine.helpers import (
     engine_config,
     eventually,
     inbox_items,
+    location_execute,
+    location_query,
+    location_snapshot,
+    migration_count,
+    on_postgres,
     system_agent_id,
     task_create,
 )
 from tests.sqlite_files import file_query, file_sha256
-from tests.storage.migrations.migrated import VERSIONS
 
 
-async def test_start_migrates_and_stop_closes(tmp_path: Path) -> None:
-    path = tmp_path / "daycare.db"
-    async with Engine(engine_config(path)) as engine:
+async def test_start_migrates_and_stop_closes(database_url: str, tmp_path: Path) -> None:
+    async with Engine(engine_config(database_url, tmp_path)) as engine:
         owner = await engine.storage.db.connection().execute_query_dict("SELECT count(*) AS n FROM users")
         assert owner == [{"n": 1}]
     with pytest.raises(RuntimeError, match="not started"):
         _ = engine.storage
-    assert file_query(path, "SELECT count(*) FROM aerich") == [(len(VERSIONS),)]
+    assert await location_query(database_url, "SELECT count(*) FROM aerich") == [(migration_count(database_url),)]
 
 
-async def test_a_second_engine_on_the_same_file_only_opens_it(tmp_path: Path) -> None:
-    path = tmp_path / "daycare.db"
-    async with Engine(engine_config(path)):
+async def test_a_second_engine_on_the_same_database_only_opens_it(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HOME_VARIABLE, str(tmp_path / "home"))  # where PostgreSQL backups would go
+    async with Engine(engine_config(database_url, tmp_path)):
         pass
-    sha = file_sha256(path)
-    async with Engine(engine_config(path)):
+    snapshot = await location_snapshot(database_url)
+    sha = None if on_postgres(database_url) else file_sha256(Path(database_url))
+    async with Engine(engine_config(database_url, tmp_path)):
         pass
-    assert file_sha256(path) == sha
+    assert await location_snapshot(database_url) == snapshot
+    if sha is not None:
+        assert file_sha256(Path(database_url)) == sha
     assert not list(tmp_path.glob("*.bak-*"))
+    assert not list(tmp_path.rglob("*.dump*"))
 
 
+@pytest.mark.sqlite_only  # a legacy file: PostgreSQL has none (its drift is refused in the next test)
 async def test_a_refused_file_fails_start_and_leaves_nothing_open(legacy_copy: Callable[[str], Path]) -> None:
     path = legacy_copy("populated.db")
     connection = sqlite3.connect(path)
@@ -62,7 +73,7 @@ async def test_a_refused_file_fails_start_and_leaves_nothing_open(legacy_copy: C
     connection.commit()
     connection.close()
     sha = file_sha256(path)
-    engine = Engine(engine_config(path))
+    engine = Engine(engine_config(path, path.parent))
     with pytest.raises(DatabaseRefused):
         await engine.start()
     assert file_sha256(path) == sha
@@ -71,7 +82,32 @@ async def test_a_refused_file_fails_start_and_leaves_nothing_open(legacy_copy: C
     await engine.stop()  # stopping an engine that never started is harmless
 
 
-async def test_start_and_stop_follow_the_legacy_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_drifted_database_fails_start_and_changes_nothing(database_url: str, tmp_path: Path) -> None:
+    async with Engine(engine_config(database_url, tmp_path)):
+        pass
+    if on_postgres(database_url):
+        definition = "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = '{}'"
+    else:
+        definition = "SELECT sql FROM sqlite_master WHERE name = '{}'"
+    ((index_create,),) = await location_query(database_url, definition.format("idx_users_nametag"))
+    await location_execute(database_url, "DROP INDEX idx_users_nametag")
+    snapshot = await location_snapshot(database_url)
+    engine = Engine(engine_config(database_url, tmp_path))
+    with pytest.raises(DatabaseRefused, match="idx_users_nametag"):
+        await engine.start()
+    assert await location_snapshot(database_url) == snapshot
+    with pytest.raises(RuntimeError):
+        _ = engine.storage
+    await engine.stop()
+    # Nothing was left open or locked: with the index back, the next engine starts.
+    await location_execute(database_url, index_create)
+    async with Engine(engine_config(database_url, tmp_path)) as again:
+        assert await again.storage.users.find_owner() is not None
+
+
+async def test_start_and_stop_follow_the_legacy_order(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []
 
     def recording(owner: Any, name: str, label: str) -> None:
@@ -98,7 +134,7 @@ async def test_start_and_stop_follow_the_legacy_order(tmp_path: Path, monkeypatc
         recording(cls, "stop", f"{label}.stop")
     recording(engine_module, "database_close", "close")
 
-    engine = Engine(engine_config(tmp_path / "daycare.db"))
+    engine = Engine(engine_config(database_url, tmp_path))
     await engine.start()
     assert engine.started_services == [
         "signals",
@@ -132,10 +168,9 @@ async def test_start_and_stop_follow_the_legacy_order(tmp_path: Path, monkeypatc
 
 
 async def test_a_failure_during_start_stops_what_started_and_closes_the_database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "daycare.db"
-    async with Engine(engine_config(path)):
+    async with Engine(engine_config(database_url, tmp_path)):
         pass
 
     # The heartbeats fail to start, after the crons started (a bad row no longer fails a load: it is skipped).
@@ -147,44 +182,40 @@ async def test_a_failure_during_start_stops_what_started_and_closes_the_database
     original_close = engine_module.database_close
 
     async def close(db: Any) -> None:
-        closed.append(str(db.path))
+        closed.append(db.location.display)
         await original_close(db)
 
     monkeypatch.setattr(engine_module, "database_close", close)
     before = {task.get_name() for task in asyncio.all_tasks()}
 
-    engine = Engine(engine_config(path))
+    engine = Engine(engine_config(database_url, tmp_path))
     with pytest.raises(ValueError, match="^the heartbeats cannot start$"):
         await engine.start()
 
-    assert closed == [str(path)]
+    assert closed == [database_url]
     assert {task.get_name() for task in asyncio.all_tasks()} == before  # the cron loop is gone
     assert engine.started_services == []
     with pytest.raises(RuntimeError, match="not started"):
         _ = engine.services
     monkeypatch.undo()
-    async with Engine(engine_config(path)) as again:  # the file was left usable
+    async with Engine(engine_config(database_url, tmp_path)) as again:  # the database was left usable
         assert again.started_services[-1] == "exposes"
 
 
-async def test_start_creates_the_owner_when_the_file_has_none(tmp_path: Path) -> None:
-    path = tmp_path / "daycare.db"
-    async with Engine(engine_config(path)):
+async def test_start_creates_the_owner_when_the_database_has_none(database_url: str, tmp_path: Path) -> None:
+    async with Engine(engine_config(database_url, tmp_path)):
         pass
-    connection = sqlite3.connect(path)
-    connection.execute("DELETE FROM users")
-    connection.commit()
-    connection.close()
-    async with Engine(engine_config(path)) as engine:
+    await location_execute(database_url, "DELETE FROM users")
+    async with Engine(engine_config(database_url, tmp_path)) as engine:
         owner = await engine.storage.users.find_owner()
         assert owner is not None and owner.is_owner
-    assert file_query(path, "SELECT count(*) FROM users WHERE is_owner = 1") == [(1,)]
+    assert await location_query(database_url, "SELECT count(*) FROM users WHERE is_owner") == [(1,)]
 
 
-async def test_a_delayed_signal_reaches_the_subscribed_agents_inbox(tmp_path: Path) -> None:
+async def test_a_delayed_signal_reaches_the_subscribed_agents_inbox(database_url: str, tmp_path: Path) -> None:
     """End to end: schedule for a subscribed agent, move the clock, find the signal in its inbox."""
     time = FakeTime()
-    async with Engine(engine_config(tmp_path / "daycare.db"), clock=time.now, sleep=time.sleep) as engine:
+    async with Engine(engine_config(database_url, tmp_path), clock=time.now, sleep=time.sleep) as engine:
         storage = engine.storage
         await agent_create(storage, "agent-1")
         await engine.services.signals.subscribe(Context("user-1", "agent-1"), "reminder:*")
@@ -211,11 +242,10 @@ async def test_a_delayed_signal_reaches_the_subscribed_agents_inbox(tmp_path: Pa
         assert [s.type for s in await engine.services.signals.list_all()] == ["reminder:standup"]
 
 
-async def test_a_due_cron_trigger_posts_its_task_and_records_the_run(tmp_path: Path) -> None:
+async def test_a_due_cron_trigger_posts_its_task_and_records_the_run(database_url: str, tmp_path: Path) -> None:
     """End to end: a trigger falls due, its task lands in its agent's inbox, last_run_at is written."""
     time = FakeTime()
-    path = tmp_path / "daycare.db"
-    async with Engine(engine_config(path), clock=time.now, sleep=time.sleep) as engine:
+    async with Engine(engine_config(database_url, tmp_path), clock=time.now, sleep=time.sleep) as engine:
         storage = engine.storage
         await task_create(storage, "digest", title="Daily digest", code="print('digest')")
         ctx = Context("user-1", "agent-1")
@@ -237,15 +267,17 @@ async def test_a_due_cron_trigger_posts_its_task_and_records_the_run(tmp_path: P
             "context": {},
         }
         assert trigger.last_run_at is None
-    assert file_query(path, "SELECT last_run_at FROM tasks_cron WHERE id = 'digest-5'") == [(time.now(),)]
+    last_run = await location_query(database_url, "SELECT last_run_at FROM tasks_cron WHERE id = 'digest-5'")
+    assert last_run == [(time.now(),)]
 
 
-async def test_the_summary_names_the_file_its_state_counts_and_services(tmp_path: Path) -> None:
-    path = tmp_path / "daycare.db"
-    async with Engine(engine_config(path)) as engine:
+async def test_the_summary_names_the_database_its_state_counts_and_services(database_url: str, tmp_path: Path) -> None:
+    async with Engine(engine_config(database_url, tmp_path)) as engine:
         line = (await engine.summary()).line()
+    applied = migration_count(database_url)
     assert line == (
-        f"engine started on {path} (schema aerich: {len(VERSIONS)} migrations applied, none pending); "
+        f"engine started on {database_url} (schema aerich: {applied} migration{'s' * (applied != 1)} applied,"
+        " none pending); "
         "1 user, 0 agents, 0 cron triggers, 0 heartbeat triggers; "
         "services: signals, channels, crons, heartbeats, delayed signals, processes, exposes"
     )
@@ -276,9 +308,9 @@ class RecordingAgentSystem:
         self.posts.append((ctx, target, dict(item)))
 
 
-async def test_a_runtime_plugs_its_own_agent_system_into_the_engine(tmp_path: Path) -> None:
+async def test_a_runtime_plugs_its_own_agent_system_into_the_engine(database_url: str, tmp_path: Path) -> None:
     agents = RecordingAgentSystem()
-    async with Engine(engine_config(tmp_path / "daycare.db"), agent_system=agents) as engine:
+    async with Engine(engine_config(database_url, tmp_path), agent_system=agents) as engine:
         assert engine.services.agent_system is agents
         signals = engine.services.signals
         await signals.subscribe(Context("user-runtime", "agent-runtime"), "build:*")
@@ -287,9 +319,10 @@ async def test_a_runtime_plugs_its_own_agent_system_into_the_engine(tmp_path: Pa
         ("agent-runtime", "signal", "build:*")
     ]
     # Nothing reached the durable inbox: the default agent system was not used.
-    assert file_query(tmp_path / "daycare.db", "SELECT count(*) FROM inbox") == [(0,)]
+    assert await location_query(database_url, "SELECT count(*) FROM inbox") == [(0,)]
 
 
+@pytest.mark.sqlite_only  # a text in an integer column: only SQLite's type affinity stores one
 async def test_an_unreadable_owner_row_does_not_stop_the_engine(
     legacy_copy: Callable[[str], Path], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -298,7 +331,7 @@ async def test_an_unreadable_owner_row_does_not_stop_the_engine(
     connection.execute("UPDATE users SET created_at = 'abc' WHERE is_owner = 1")
     connection.commit()
     connection.close()
-    async with Engine(engine_config(path)) as engine:
+    async with Engine(engine_config(path, path.parent)) as engine:
         assert await engine.storage.users.find_owner() is None
         assert engine.started_services[-1] == "exposes"
     assert "the owner's row cannot be read" in caplog.text

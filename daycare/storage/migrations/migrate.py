@@ -113,10 +113,12 @@ async def database_migrate(
         await wal_ensure(db)
         return []
     database_writable_check(db.path, outcome="Nothing was changed and no backup was written")
-    if backup and db.path is not None and state.kind is not FileKind.FRESH:
+    # A fresh database (a new file, an empty PostgreSQL schema) holds nothing to lose; memory has nothing to copy.
+    if backup and (db.path is not None or db.location.server is not None) and state.kind is not FileKind.FRESH:
         notify((await database_backup(db)).line())
     applied: list[str] = []
-    missing = await legacy_steps_missing(conn, state)
+    # No legacy PostgreSQL database exists: its chain starts from its own baseline, with none of the 33 steps.
+    missing = await legacy_steps_missing(conn, state) if db.location.server is None else []
     if missing:
         notify(f"Running the {len(missing)} legacy step(s) this file lacks")
         applied += await legacy_catch_up(

@@ -13,13 +13,18 @@ log to the copy: a damaged database. Restore instead
    so `daycare restore <name>.before-restore-<time>` undoes a restore;
 5. renames the copy into place (0600), syncs the folder, and opens the result read-only to check
    that Daycare recognises it.
+
+A PostgreSQL database is not restored here: the refusal gives the `pg_restore` commands that put
+a `daycare upgrade` backup (a pg_dump archive) back, keeping the current schema aside.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +84,8 @@ async def database_restore(
     Raises StorageError before anything changes if the database is in use or the backup is unfit.
     """
     target = location if isinstance(location, DatabaseLocation) else database_location(location)
+    if target.server is not None:
+        raise postgres_restore_refusal(target, Path(backup).expanduser())
     if target.path is None:
         raise StorageError("An in-memory database cannot be restored.", "Pass the database file with --db.")
     path = target.path
@@ -104,6 +111,37 @@ async def database_restore(
         undo = f"Your previous database is {moved[0][1]}." if moved and moved[0][0] == path else ""
         status = await _inspect(path, "The restored database", undo, full=False)
     return Restored(source, path, moved, status)
+
+
+def postgres_restore_refusal(target: DatabaseLocation, backup: Path) -> StorageError:
+    """Why `daycare restore` does not restore a PostgreSQL database, and the commands that do."""
+    server = target.server
+    assert server is not None
+    url = server.display.replace("'", "'\\''")
+    dump = shlex.quote(str(backup))
+    schema = target.schema
+    if schema:
+        aside = f"{schema}_before_restore"
+        steps = (
+            f"  psql '{url}' -c 'ALTER SCHEMA \"{schema}\" RENAME TO \"{aside}\"'",
+            f"  pg_restore --dbname='{url}' --single-transaction --exit-on-error {dump}",
+            f"Then run daycare upgrade --db '{target.display}'; drop the schema {aside} once the result is right.",
+        )
+    else:
+        restored = f"{server.database}_restored"
+        url_restored = dataclasses.replace(server, database=restored).display.replace("'", "'\\''")
+        steps = (
+            f"  psql '{url}' -c 'CREATE DATABASE \"{restored}\"'",
+            f"  pg_restore --dbname='{url_restored}' --single-transaction --exit-on-error {dump}",
+            f"Then run daycare upgrade --db '{url_restored}' and use that URL from then on.",
+        )
+    return StorageError(
+        f"daycare restore puts a backup file in place of a SQLite file; {target.display} is a PostgreSQL database.",
+        "Restore a backup that daycare upgrade wrote (a pg_dump archive) with pg_restore. Stop the engine first,"
+        " then keep the current data aside and restore the archive (set PGPASSWORD if the server asks for one):",
+        *steps,
+        "Nothing was changed.",
+    )
 
 
 def _leftovers_remove(path: Path) -> None:

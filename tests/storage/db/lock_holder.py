@@ -1,4 +1,4 @@
-"""A process that holds a database's lock, for the lock tests and the command-line tests."""
+"""A process that holds a database's lock (a file's, or a PostgreSQL schema's), for the lock and command-line tests."""
 
 from __future__ import annotations
 
@@ -11,22 +11,35 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# Holds the lock of argv[1] for argv[2] (a purpose), says so on stdout, and keeps it until stdin closes.
+# Holds the lock of argv[1] (a file, or a postgres:// URL) for argv[2] (a purpose), says so on stdout, and keeps
+# it until stdin closes. The PostgreSQL lock lives on a connection of an event loop, which waits for stdin in a thread.
 HOLDER = """
+import asyncio
 import sys
 from pathlib import Path
-from daycare.storage.db.lock import database_lock_try
-lock = database_lock_try(Path(sys.argv[1]), sys.argv[2])
-print("held", flush=True)
-sys.stdin.read()
-lock.release()
+from daycare.storage.db.database import database_location
+from daycare.storage.db.lock import database_lock_try, postgres_lock_try
+
+async def postgres_hold(url, purpose):
+    lock = await postgres_lock_try(database_location(url), purpose)
+    print("held", lock.session, flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+    await lock.aclose()
+
+if "://" in sys.argv[1]:
+    asyncio.run(postgres_hold(sys.argv[1], sys.argv[2]))
+else:
+    lock = database_lock_try(Path(sys.argv[1]), sys.argv[2])
+    print("held", flush=True)
+    sys.stdin.read()
+    lock.release()
 """
 
 
 class Holder:
     """A process holding a database's lock."""
 
-    def __init__(self, database: Path, purpose: str) -> None:
+    def __init__(self, database: Path | str, purpose: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-c", HOLDER, str(database), purpose],
             cwd=ROOT,
@@ -35,7 +48,9 @@ class Holder:
             text=True,
         )
         assert self.process.stdout is not None
-        assert self.process.stdout.readline() == "held\n"
+        said = self.process.stdout.readline().split()
+        assert said[:1] == ["held"], f"the holder did not take the lock (exit code {self.process.wait(timeout=30)})"
+        self.session = int(said[1]) if len(said) > 1 else None  # PostgreSQL: the server process of its session
 
     @property
     def pid(self) -> int:
@@ -53,8 +68,9 @@ class Holder:
 
 
 @contextlib.contextmanager
-def lock_held(database: Path, purpose: str) -> Iterator[Holder]:
-    """A process holding the lock of `database` for the block (killed at its end if still running)."""
+def lock_held(database: Path | str, purpose: str) -> Iterator[Holder]:
+    """A process holding the lock of `database` (a file, or a postgres:// URL) for the block (killed at its end if
+    still running)."""
     holder = Holder(database, purpose)
     try:
         yield holder

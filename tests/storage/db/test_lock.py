@@ -117,8 +117,8 @@ def test_a_folder_that_cannot_be_written_is_diagnosed(tmp_path: Path) -> None:
 
 async def test_a_second_engine_on_the_same_file_is_refused_while_the_first_runs(tmp_path: Path) -> None:
     path = tmp_path / "daycare.db"
-    async with Engine(engine_config(path)) as first:
-        second = Engine(engine_config(path))
+    async with Engine(engine_config(path, tmp_path)) as first:
+        second = Engine(engine_config(path, tmp_path))
         with pytest.raises(DatabaseInUse, match=rf"{path} is in use by an engine \(pid {os.getpid()}"):
             await second.start()
         with pytest.raises(RuntimeError, match="not started"):
@@ -126,6 +126,6 @@ async def test_a_second_engine_on_the_same_file_is_refused_while_the_first_runs(
         assert await first.storage.users.find_owner() is not None  # the first engine is untouched
         holder = lock_holder_read(lock_path(path))
         assert holder is not None and holder.purpose == ENGINE
-    async with Engine(engine_config(path)) as again:  # stop() released the lock
+    async with Engine(engine_config(path, tmp_path)) as again:  # stop() released the lock
         assert await again.storage.users.find_owner() is not None
     assert lock_path(path).read_text() == ""
