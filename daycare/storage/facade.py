@@ -199,23 +199,23 @@ async def storage_open(
 ) -> AsyncIterator[Storage]:
     """Opens a database without starting any service, and closes it on exit.
 
-    `location` is a path or a `sqlite://` URL; None finds the database as `daycare` does (--db,
-    DAYCARE_DB_URL, ~/.daycare/settings.json, ~/.daycare/daycare.db). For reading and writing, the
-    database's lock is held as an engine holds it (DatabaseInUse names a running engine: two
-    writers would each trust caches the other makes stale), and a pending migration is applied
-    first, after a backup unless `backup` is False. `read_only` takes no lock and changes nothing;
-    it refuses a file that still needs `daycare upgrade`.
+    `location` is a path, a `sqlite://` or a `postgres://` URL; None finds the database as `daycare`
+    does (--db, DAYCARE_DB_URL, ~/.daycare/settings.json, ~/.daycare/daycare.db). For reading and
+    writing, the database's lock is held as an engine holds it (DatabaseInUse names a running
+    engine: two writers would each trust caches the other makes stale), and a pending migration is
+    applied first, after a backup unless `backup` is False. `read_only` takes no lock and changes
+    nothing; it refuses a database that still needs `daycare upgrade`.
     """
     if location is None:
         from daycare.config import config_load  # not at the top: daycare.config imports daycare.storage
 
         location = config_load().db_location
     target = database_location(location)
-    with contextlib.ExitStack() as held:
+    async with contextlib.AsyncExitStack() as held:
         if not read_only:
-            lock = await database_lock_wait(target.path, SCRIPT)
+            lock = await database_lock_wait(target, SCRIPT)
             if lock is not None:
-                held.enter_context(lock)
+                held.push_async_callback(lock.aclose)
         db = await database_open(target, create=not read_only, read_only=read_only)
         try:
             if read_only:

@@ -1,4 +1,4 @@
-"""Checks that a repository's write-through cache holds what the database file holds."""
+"""Checks that a repository's write-through cache holds what the database holds."""
 
 from __future__ import annotations
 
@@ -15,6 +15,6 @@ def assert_cache_matches(repo: CachedRepository[K, Any], rows: Mapping[K, Any]) 
     cache that claims every row is loaded holds exactly the keys of `rows`."""
     cache = repo._cache
     for key, record in cache.records.items():
-        assert rows.get(key) == record, f"cached {key!r} differs from the file"
+        assert rows.get(key) == record, f"cached {key!r} differs from the database"
     if cache.all_loaded:
         assert set(cache.records) == set(rows)

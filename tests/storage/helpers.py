@@ -1,9 +1,15 @@
-"""Builders shared by the storage tests."""
+"""Builders shared by the storage tests, and a dialect-neutral check of constraint errors."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import pytest
+from tortoise.exceptions import IntegrityError
 
 from daycare.storage.db.database import database_close, database_open
 from daycare.storage.facade import Storage
@@ -52,3 +58,48 @@ async def file_migrate(path: Path, **options: Any) -> list[str]:
         return await database_migrate(db, **options)
     finally:
         await database_close(db)
+
+
+Violation = Literal["unique", "foreign key", "check"]
+
+# SQLite names the violated rule in its message; PostgreSQL in the error's SQLSTATE and fields.
+_SQLITE_MESSAGES: dict[Violation, re.Pattern[str]] = {
+    "unique": re.compile(r"^UNIQUE constraint failed: (?P<target>.+)$"),
+    "foreign key": re.compile(r"^FOREIGN KEY constraint failed$"),
+    "check": re.compile(r"^CHECK constraint failed: (?P<target>.+)$"),
+}
+_POSTGRES_STATES: dict[str, Violation] = {"23505": "unique", "23503": "foreign key", "23514": "check"}
+_POSTGRES_KEY = re.compile(r"^Key \((?P<columns>[^)]*)\)=")
+
+
+def violation_of(error: IntegrityError) -> tuple[Violation | None, str | None]:
+    """The kind of constraint an IntegrityError reports, and what it names: `table.column, ...` for a
+    UNIQUE one, SQLite's expression or PostgreSQL's constraint name for a CHECK, None for a foreign key."""
+    cause = error.__cause__
+    state = getattr(cause, "sqlstate", None)
+    if state is not None:
+        kind = _POSTGRES_STATES.get(state)
+        if kind == "unique":
+            match = _POSTGRES_KEY.match(getattr(cause, "detail", "") or "")
+            columns = match["columns"].split(", ") if match else []
+            return kind, ", ".join(f"{getattr(cause, 'table_name', '')}.{column}" for column in columns)
+        if kind == "check":
+            return kind, getattr(cause, "constraint_name", None)
+        return kind, None
+    for kind, pattern in _SQLITE_MESSAGES.items():
+        found = pattern.match(str(error))
+        if found:
+            return kind, found.groupdict().get("target")
+    return None, None
+
+
+@contextmanager
+def violated(kind: Violation, target: str | None = None, *, postgres: str | None = None) -> Iterator[None]:
+    """Expects the block to raise IntegrityError for a `kind` constraint naming `target` (see `violation_of`);
+    `postgres` is the target on PostgreSQL when it differs (a CHECK's constraint name)."""
+    with pytest.raises(IntegrityError) as caught:
+        yield
+    on_postgres = getattr(caught.value.__cause__, "sqlstate", None) is not None
+    wanted = postgres if postgres is not None and on_postgres else target
+    found = violation_of(caught.value)
+    assert found == (kind, wanted), f"expected a {kind} violation on {wanted}, got {found}: {caught.value}"

@@ -15,6 +15,7 @@ from daycare.storage.facade import Storage
 from daycare.storage.json_values import frozen, js_number, json_decode, json_encode
 from daycare.storage.repositories.history import HistoryRecord
 from tests.storage.helpers import agent_record, owner_id
+from tests.storage.raw_rows import sql_rows
 
 # What node 20 prints for `JSON.stringify(x)`.
 JS_FORMS = [
@@ -149,11 +150,11 @@ async def test_history_with_nan_is_refused_and_nothing_is_written(storage: Stora
     assert await storage.history.find_by_session_id(agent.active_session_id) == [
         HistoryRecord("note", 1, {"text": "first"})
     ]
-    rows = await storage.db.connection().execute_query_dict("SELECT data FROM session_history")
+    rows = await sql_rows(storage.db, "SELECT data FROM session_history")
     assert [row["data"] for row in rows] == ['{"text":"first"}']
 
 
 async def test_a_float_is_stored_in_the_js_form(storage: Storage) -> None:
     await storage.agents.create(agent_record("agent-1", await owner_id(storage), stats={"cost": 2.0, "rate": 1e-7}))
-    rows = await storage.db.connection().execute_query_dict("SELECT stats FROM agents WHERE id = 'agent-1'")
+    rows = await sql_rows(storage.db, "SELECT stats FROM agents WHERE id = 'agent-1'")
     assert rows[0]["stats"] == '{"cost":2,"rate":1e-7}'

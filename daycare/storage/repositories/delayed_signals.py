@@ -2,7 +2,8 @@
 
 Creating a signal with a `repeat_key` replaces the user's other pending signals of the same type
 and key: the delete and the upsert commit together or not at all, and the write holds the
-cache locks of every row it touches.
+cache locks of every row it touches. Replacements of one repeat key also run one at a time: on
+PostgreSQL two transactions run side by side, and each would miss the row the other inserts.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.schema import DelayedSignal
+from daycare.storage.db.database import Database
 from daycare.storage.json_values import frozen, json_encode
 from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
+from daycare.storage.repositories.locks import KeyedLocks
 from daycare.storage.repositories.signal_events import (
     ABSENT,
     signal_data_decode,
@@ -67,6 +70,10 @@ class DelayedSignalsRepository(CachedRepository[str, DelayedSignalRecord]):
     model = DelayedSignal
     fields = DELAYED_FIELDS
     entity = "Delayed signal"
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._repeat_locks = KeyedLocks()  # one replacement per repeat key at a time
 
     def record_read(self, row: Mapping[str, Any]) -> DelayedSignalRecord:
         return DelayedSignalRecord(
@@ -129,10 +136,17 @@ class DelayedSignalsRepository(CachedRepository[str, DelayedSignalRecord]):
     async def _repeat_replace(self, repeat: _Repeat, record: DelayedSignalRecord | None) -> int:
         """Deletes the signals of `repeat` other than `record`, and upserts `record`, in one transaction.
 
-        It holds the write locks of `record` and of every row it deletes, taken in key order so that
-        two such writes never wait for each other in a cycle. A row of `repeat` that appears after
-        the locks were taken means locking it too and trying again. Returns how many rows were deleted.
+        It holds the repeat key's lock throughout: two transactions side by side (PostgreSQL runs them
+        so) would each miss the row the other inserts. It holds the write locks of `record` and of every
+        row it deletes, taken in key order so that two such writes never wait for each other in a cycle.
+        A row of `repeat` that appears after the locks were taken means locking it too and trying again.
+        Returns how many rows were deleted.
         """
+        async with self._repeat_locks.hold(repeat):
+            return await self._repeat_replace_locked(repeat, record)
+
+    async def _repeat_replace_locked(self, repeat: _Repeat, record: DelayedSignalRecord | None) -> int:
+        """`_repeat_replace`, once the repeat key's lock is held."""
         own_id = None if record is None else record.id
         locked = set(await self._repeat_ids(self._conn(), repeat, own_id))
         if record is None and not locked:

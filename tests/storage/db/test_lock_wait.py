@@ -23,6 +23,8 @@ from daycare.storage.errors import DatabaseLocked, StorageError, TransactionConf
 from daycare.storage.migrations.migrate import database_migrate
 from tests.sqlite_files import file_query
 
+pytestmark = pytest.mark.sqlite_only  # about SQLite's file locks, held by another sqlite3 process
+
 # Runs its arguments as statements, says "locked", and holds on until a line arrives on stdin.
 HOLDER = """
 import sqlite3, sys

@@ -13,6 +13,8 @@ import pytest
 from daycare.storage.db.database import database_close, database_open
 from daycare.storage.db.files import private_modes_ensure
 
+pytestmark = pytest.mark.sqlite_only  # about the file modes of a SQLite file, its -wal, -shm and backups
+
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)

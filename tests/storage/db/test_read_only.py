@@ -22,6 +22,8 @@ from daycare.storage.errors import StorageError
 from tests.conftest import ROOT
 from tests.sqlite_files import file_query, file_sha256
 
+pytestmark = pytest.mark.sqlite_only  # about a SQLite file's bytes, -wal and -shm under read-only commands
+
 
 def daycare(*args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != "DAYCARE_DB_URL"}

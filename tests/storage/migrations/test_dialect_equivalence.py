@@ -298,6 +298,8 @@ async def test_a_changed_postgres_ddl_is_reported(mutation: str, tmp_path: Path,
     db = await database_open(postgres_url)
     try:
         await db.connection().execute_script(script.replace(old, new))
+        for migration in migrations_load(dialect=POSTGRES)[1:]:  # the chain's later files, as on the SQLite side
+            await migration_apply(db, migration)
         postgres = await schema_describe(db.connection())
     finally:
         await database_close(db)

@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def uncached() -> Iterator[None]:
-    migrations_dir.cache_clear()
+    loader.migrations_root.cache_clear()
     yield
-    migrations_dir.cache_clear()
+    loader.migrations_root.cache_clear()
 
 
 def test_a_checkout_reads_its_own_top_level_migrations_folder() -> None:
@@ -27,6 +27,19 @@ def test_a_checkout_reads_its_own_top_level_migrations_folder() -> None:
     files = sorted((ROOT / "migrations" / "models").glob("[0-9]*_*.py"), key=lambda path: int(path.name.split("_")[0]))
     assert [migration.version for migration in migrations_load()] == [path.name for path in files]
     assert migrations_load()[0].version.startswith("0_")
+
+
+def test_each_dialect_reads_its_own_chain() -> None:
+    # PostgreSQL's chain is migrations/postgres/models/, where `aerich -c migrations/postgres/aerich.toml` writes.
+    chain = (ROOT / "migrations" / "postgres" / "models").resolve()
+    assert migrations_dir("postgres") == chain
+    files = sorted(chain.glob("[0-9]*_*.py"), key=lambda path: int(path.name.split("_")[0]))
+    loaded = migrations_load(dialect="postgres")
+    assert [migration.version for migration in loaded] == [path.name for path in files]
+    assert loaded[0].version.startswith("0_") and loaded[0].version.endswith("_baseline.py")
+    assert {migration.version for migration in loaded}.isdisjoint(m.version for m in migrations_load())
+    with pytest.raises(StorageError, match="No migrations for the dialect 'mysql'"):
+        migrations_dir("mysql")
 
 
 def test_a_missing_package_is_a_storage_error_that_says_to_reinstall(

@@ -17,8 +17,12 @@ from daycare.storage.migrations.loader import MigrationFile, migrations_load
 from daycare.storage.migrations.migrate import database_migrate, database_status
 from tests.conftest import legacy_dump
 from tests.sqlite_files import file_master, file_query, file_rows, file_sha256
-from tests.storage.migrations.migrated import LATER_OBJECTS, VERSIONS, migrated_schema_sql
 from tests.storage.helpers import file_migrate as migrate_file
+from tests.storage.migrations.migrated import LATER_OBJECTS, VERSIONS, migrated_schema_sql
+
+# About SQLite files: legacy fixtures, the 33 steps, WAL, modes, backups beside the file (PostgreSQL's
+# counterparts are in test_postgres_adoption.py).
+pytestmark = pytest.mark.sqlite_only
 
 
 def assert_rows_equal_dump(path: Path, dump_name: str) -> None:

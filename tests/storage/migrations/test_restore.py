@@ -20,6 +20,8 @@ from tests.engine_process import STARTED, LineReader
 from tests.sqlite_files import file_query, file_sha256
 from tests.storage.migrations.test_migrate import assert_rows_equal_dump
 
+pytestmark = pytest.mark.sqlite_only  # `daycare restore` puts a SQLite backup file back in place of the file
+
 OWNER_NAME = "SELECT name FROM users WHERE is_owner = 1"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from daycare.storage.facade import Storage
 from daycare.storage.repositories.agents import AgentsRepository
 from daycare.storage.repositories.history import HistoryRecord
 from tests.storage.helpers import PERMISSIONS, agent_record, owner_id
+from tests.storage.raw_rows import sql_rows, sql_run, stored_query
 
 
 async def test_supports_create_find_and_update(storage: Storage) -> None:
@@ -37,7 +37,7 @@ async def test_returns_cached_agent_on_repeated_read(storage: Storage) -> None:
     repo = AgentsRepository(storage.db)
     await repo.create(agent_record("agent-cache", await owner_id(storage)))
     assert (await repo.find_by_id("agent-cache")) is not None
-    await storage.db.connection().execute_query("DELETE FROM agents WHERE id = ?", ["agent-cache"])
+    await sql_run(storage.db, "DELETE FROM agents WHERE id = ?", ["agent-cache"])
     second = await repo.find_by_id("agent-cache")
     assert second is not None and second.id == "agent-cache"
 
@@ -45,7 +45,8 @@ async def test_returns_cached_agent_on_repeated_read(storage: Storage) -> None:
 async def test_loads_from_db_on_cache_miss(storage: Storage) -> None:
     """agentsRepository.spec: loads from db on cache miss."""
     repo = AgentsRepository(storage.db)
-    await storage.db.connection().execute_query(
+    await sql_run(
+        storage.db,
         "INSERT INTO agents (id, user_id, type, descriptor, active_session_id, permissions, tokens, stats, "
         "lifecycle, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -85,7 +86,7 @@ async def test_find_many_orders_by_updated_at_and_then_serves_the_cache(storage:
     for agent_id, updated_at in (("c", 5), ("a", 9), ("b", 5)):
         await repo.create(agent_record(agent_id, owner, updated_at=updated_at))
     assert [agent.id for agent in await repo.find_all()] == ["c", "b", "a"]
-    await storage.db.connection().execute_query("DELETE FROM agents")
+    await sql_run(storage.db, "DELETE FROM agents")
     assert [agent.id for agent in await repo.find_all()] == ["c", "b", "a"]
     assert [agent.id for agent in await repo.find_by_user_id(owner)] == ["c", "b", "a"]
     # A write that fails evicts its key and forgets that every row was loaded: the next read asks the file.
@@ -131,12 +132,10 @@ async def test_json_is_written_as_legacy_wrote_it(storage: Storage) -> None:
     descriptor = {"type": "permanent", "name": "Chef", "description": "Cooking 🍳 — рецепты", "z": 1, "a": [1.5]}
     record = agent_record("agent-json", await owner_id(storage), descriptor=descriptor, tokens={})
     await storage.agents.create(record)
-    assert storage.db.path is not None
-    with sqlite3.connect(storage.db.path) as plain:
-        row = plain.execute(
-            "SELECT descriptor, permissions, tokens, stats FROM agents WHERE id = 'agent-json'"
-        ).fetchone()
-    assert row == (
+    [row] = await stored_query(
+        storage.db, "SELECT descriptor, permissions, tokens, stats FROM agents WHERE id = 'agent-json'"
+    )
+    assert tuple(row.values()) == (
         '{"type":"permanent","name":"Chef","description":"Cooking 🍳 — рецепты","z":1,"a":[1.5]}',
         '{"workingDir":"/workspace","writeDirs":["/workspace"]}',
         "{}",  # an empty object is a value (JS `{}` is truthy); only None is NULL
@@ -148,9 +147,10 @@ async def test_a_row_with_broken_json_reads_as_missing_and_is_logged_once(
     storage: Storage, caplog: pytest.LogCaptureFixture
 ) -> None:
     await storage.agents.create(agent_record("good", await owner_id(storage), updated_at=5))
-    await storage.db.connection().execute_query(
+    await sql_run(
+        storage.db,
         "INSERT INTO agents (id, user_id, type, descriptor, permissions, created_at, updated_at) "
-        "VALUES ('broken', 'u', 'cron', '{not json', '{}', 1, 1)"
+        "VALUES ('broken', 'u', 'cron', '{not json', '{}', 1, 1)",
     )
     fresh = Storage.from_database(storage.db).agents
     assert await fresh.find_by_id("broken") is None
@@ -162,9 +162,10 @@ async def test_a_row_with_broken_json_reads_as_missing_and_is_logged_once(
 
 
 async def test_empty_tokens_text_reads_as_none(storage: Storage) -> None:
-    await storage.db.connection().execute_query(
+    await sql_run(
+        storage.db,
         "INSERT INTO agents (id, user_id, type, descriptor, permissions, tokens, created_at, updated_at) "
-        "VALUES ('empty', 'u', 'cron', '{}', '{}', '', 1, 1)"
+        "VALUES ('empty', 'u', 'cron', '{}', '{}', '', 1, 1)",
     )
     loaded = await storage.agents.find_by_id("empty")
     assert loaded is not None and loaded.tokens is None and loaded.stats == {}
@@ -200,8 +201,8 @@ async def test_upsert_keeps_sessions_and_history(storage: Storage) -> None:
     await storage.agents.create(dataclasses.replace(record, lifecycle="sleeping", created_at=7))
     assert len(await storage.sessions.find_by_agent_id("agent-1")) == 1
     assert await storage.history.find_by_session_id(created.session_id) == [HistoryRecord("note", 5, {"text": "kept"})]
-    _, rows = await storage.db.connection().execute_query("SELECT lifecycle, created_at FROM agents")
-    assert [tuple(row) for row in rows] == [("sleeping", 7)]
+    rows = await sql_rows(storage.db, "SELECT lifecycle, created_at FROM agents")
+    assert [tuple(row.values()) for row in rows] == [("sleeping", 7)]
 
 
 @pytest.mark.parametrize("reader", ["row_load", "_read"])

@@ -1,7 +1,11 @@
 """A bad row never stops a read: on a copy of a legacy file with bad rows of each kind in every table
 (a BLOB or text that is not UTF-8 where text belongs, JSON nested 1,000 deep, `NaN` written by an old
 version, text in a timestamp, a NULL key), every repository serves the other rows, a single read finds
-nothing, each bad row is logged once per repository, and the data pass of `db check` lists them all."""
+nothing, each bad row is logged once per repository, and the data pass of `db check` lists them all.
+
+Most of these rows only a SQLite file can hold: PostgreSQL's column types refuse a BLOB, text that is
+not UTF-8, text in a number column and a NULL key. The bad rows both can hold (JSON that cannot be
+read, a domain that is no hostname) are checked on both databases by the last test."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from daycare.storage.migrations.migrate import database_migrate
 from daycare.storage.repositories.base import Repository
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.data_check import database_data_check
+from tests.storage.raw_rows import sql_run
 
 BLOB = "x'7b7d'"  # the bytes of `{}`, stored as a BLOB
 NOT_UTF8 = "CAST(x'ff' AS TEXT)"
@@ -28,6 +33,8 @@ DEEP = "'" + "[" * 1000 + "]" * 1000 + "'"
 NAN = """'{"x":NaN}'"""  # what an older Python version wrote for float("nan")
 ABC = "'abc'"
 NULL = "NULL"
+# The tests on a copy of populated.db: they are about what a SQLite file can hold.
+sqlite_file = pytest.mark.sqlite_only
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,7 @@ async def broken_db(broken: BrokenFile) -> AsyncIterator[Database]:
     await database_close(db)
 
 
+@sqlite_file
 def test_every_kind_of_bad_row_is_in_the_file(broken: BrokenFile) -> None:
     connection = sqlite3.connect(broken.path)
     try:
@@ -256,6 +264,7 @@ async def served(storage: Storage, broken: BrokenFile) -> dict[str, set[tuple[An
     }
 
 
+@sqlite_file
 async def test_every_repository_serves_the_good_rows_and_leaves_the_bad_ones_out(
     broken: BrokenFile, broken_db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -276,6 +285,7 @@ async def test_every_repository_serves_the_good_rows_and_leaves_the_bad_ones_out
     assert len(messages) == len(set(messages)) == len(broken.bad) - 1
 
 
+@sqlite_file
 async def test_a_single_read_of_a_bad_row_finds_nothing(broken: BrokenFile, broken_db: Database) -> None:
     storage = Storage.from_database(broken_db)
     singles: dict[str, Callable[[str], Awaitable[Any]]] = {
@@ -309,6 +319,7 @@ async def test_a_single_read_of_a_bad_row_finds_nothing(broken: BrokenFile, brok
     assert await Storage.from_database(broken_db).agents.find_by_id(broken_agent) is not None
 
 
+@sqlite_file
 @pytest.mark.parametrize("page", [1000, 2])
 async def test_the_data_check_lists_every_bad_row_by_table_and_key(
     broken: BrokenFile, broken_db: Database, page: int, monkeypatch: pytest.MonkeyPatch
@@ -329,6 +340,7 @@ async def test_the_data_check_lists_every_bad_row_by_table_and_key(
     assert by_kind[("user_connector_keys", "connector_key", NOT_UTF8)] == "connector_key is not valid UTF-8 text"
 
 
+@sqlite_file
 async def test_the_data_check_of_a_sound_file_lists_nothing(legacy_copy: Callable[[str], Path]) -> None:
     db = await database_open(legacy_copy("populated.db"))
     try:
@@ -336,3 +348,27 @@ async def test_the_data_check_of_a_sound_file_lists_nothing(legacy_copy: Callabl
         assert await database_data_check(db) == []
     finally:
         await database_close(db)
+
+
+async def test_bad_rows_any_database_holds_are_left_out_and_listed(db: Database) -> None:
+    """JSON nested too deeply, JSON with NaN and a domain that is no hostname, on SQLite and PostgreSQL alike."""
+    storage = Storage.from_database(db)
+    owner = await storage.users.find_owner()
+    assert owner is not None
+    insert = "INSERT INTO agents (id, user_id, type, descriptor, permissions, created_at, updated_at) VALUES "
+    await sql_run(db, insert + "('good', ?, 'cron', '{}', '{}', 1, 1)", [owner.id])
+    await sql_run(db, insert + "('deep', ?, 'cron', ?, '{}', 1, 2)", [owner.id, "[" * 1000 + "]" * 1000])
+    await sql_run(db, insert + """('nan', ?, 'cron', '{}', '{"x":NaN}', 1, 3)""", [owner.id])
+    await sql_run(
+        db, "INSERT INTO expose_endpoints VALUES ('host', 'u', '{}', 'p', 'not a host', 'public', NULL, 1, 1)"
+    )
+    assert [agent.id for agent in await storage.agents.find_all()] == ["good"]
+    assert await storage.agents.find_by_id("deep") is None
+    assert await storage.expose_endpoints.find_all() == []
+    found = sorted((row.table, row.key, row.reason) for row in await database_data_check(db))
+    assert found[:2] == [
+        ("agents", "id='deep'", "descriptor holds JSON nested too deeply to read"),
+        ("agents", "id='nan'", found[1][2]),
+    ]
+    assert found[1][2].startswith("permissions is not JSON")
+    assert found[2:] == [("expose_endpoints", "id='host'", "Invalid expose domain: not a host")]

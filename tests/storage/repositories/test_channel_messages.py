@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-from tortoise.exceptions import IntegrityError
-
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
 from daycare.storage.json_values import FrozenList
 from daycare.storage.repositories.channel_messages import ChannelMessageRecord
 from daycare.storage.repositories.context import Context
-from tests.storage.seeds import channel_insert, file_rows
+from tests.storage.helpers import violated
+from tests.storage.raw_rows import sql_run, stored_rows
+from tests.storage.seeds import channel_insert
 
 CTX = Context("user-a", "test-agent")
 
@@ -34,7 +33,7 @@ async def test_stores_mentions_as_compact_json(storage: Storage, db: Database) -
     await storage.channel_messages.create(
         ChannelMessageRecord("m", "c", "u", "алиса", "Кофе? ☕", ["алиса", "chef-2"], 7)
     )
-    [row] = file_rows(db, "channel_messages", "id")
+    [row] = await stored_rows(db, "channel_messages", "id")
     assert row == {
         "id": "m",
         "channel_id": "c",
@@ -49,9 +48,7 @@ async def test_stores_mentions_as_compact_json(storage: Storage, db: Database) -
 async def test_broken_mentions_read_as_strings_only(storage: Storage, db: Database) -> None:
     await channel_insert(db, "c", "u", "dev")
     for id, mentions in (("a", "not json"), ("b", '{"x":1}'), ("c", '["ok",1,null,"fine"]')):
-        await db.connection().execute_query(
-            "INSERT INTO channel_messages VALUES (?, 'c', 'u', 's', 't', ?, 1)", [id, mentions]
-        )
+        await sql_run(db, "INSERT INTO channel_messages VALUES (?, 'c', 'u', 's', 't', ?, 1)", [id, mentions])
     recent = await storage.channel_messages.find_recent(Context("u"), "c")
     assert [(item.id, list(item.mentions)) for item in recent] == [("a", []), ("b", []), ("c", ["ok", "fine"])]
 
@@ -69,5 +66,5 @@ async def test_scoped_to_user_and_channel_with_clamped_limit(storage: Storage, d
 
 
 async def test_a_message_needs_its_channel(storage: Storage) -> None:
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await storage.channel_messages.create(ChannelMessageRecord("m", "missing", "u", "s", "t", [], 1))

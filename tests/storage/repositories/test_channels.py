@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tortoise.exceptions import IntegrityError
 
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.channel_messages import ChannelMessageRecord
 from daycare.storage.repositories.channels import ChannelMemberRecord, ChannelRecord, ChannelsRepository
 from daycare.storage.repositories.context import Context
-from tests.sqlite_files import file_dicts as file_query
-from tests.storage.seeds import file_rows
+from tests.storage.helpers import violated
+from tests.storage.raw_rows import sql_run, stored_query, stored_rows
 
 
 def channel(id: str, user_id: str, name: str, leader: str, at: int) -> ChannelRecord:
@@ -52,7 +51,7 @@ async def test_member_re_add_keeps_the_row_id(storage: Storage, db: Database) ->
     again = await repo.add_member("c", user_id="u2", agent_id="a", username="alice-renamed", joined_at=12)
     assert again == ChannelMemberRecord(first.id, "c", "u2", "a", "alice-renamed", 12)
     assert other.id > first.id
-    assert [(row["id"], row["username"]) for row in file_rows(db, "channel_members", "id")] == [
+    assert [(row["id"], row["username"]) for row in await stored_rows(db, "channel_members", "id")] == [
         (first.id, "alice-renamed"),
         (other.id, "bob"),
     ]
@@ -64,16 +63,16 @@ async def test_member_re_add_keeps_the_row_id(storage: Storage, db: Database) ->
 
 
 async def test_members_need_an_existing_channel(storage: Storage) -> None:
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await storage.channels.add_member("missing", user_id="u", agent_id="a", username="x", joined_at=1)
 
 
 async def test_names_are_unique_across_users(storage: Storage, db: Database) -> None:
     await storage.channels.create(channel("c1", "user-a", "dev", "l", 1))
-    with pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: channels.name"):
+    with violated("unique", "channels.name"):
         await storage.channels.create(channel("c2", "user-b", "dev", "l", 2))
     assert await storage.channels.find_by_id("c2") is None
-    assert [row["id"] for row in file_rows(db, "channels", "id")] == ["c1"]
+    assert [row["id"] for row in await stored_rows(db, "channels", "id")] == ["c1"]
 
 
 async def test_rename_drops_the_old_name(storage: Storage, db: Database) -> None:
@@ -99,7 +98,7 @@ async def test_update_merges_with_none_as_keep(storage: Storage, db: Database) -
     with pytest.raises(LookupError, match=r"^Channel not found: nope$"):
         await storage.channels.update("nope", leader="x")
     await storage.channels.update("c1", leader="leader-2", name=None, updated_at=9)
-    [row] = file_rows(db, "channels", "id")
+    [row] = await stored_rows(db, "channels", "id")
     assert row == {"id": "c1", "user_id": "u", "name": "dev", "leader": "leader-2", "created_at": 1, "updated_at": 9}
 
 
@@ -109,8 +108,8 @@ async def test_delete_cascades_to_members_and_messages(storage: Storage, db: Dat
     await storage.channel_messages.create(ChannelMessageRecord("m1", "c1", "u", "alice", "hi", ["bob"], 1))
     assert await storage.channels.delete("c1") is True
     assert await storage.channels.delete("c1") is False
-    assert file_query(db.path, "SELECT count(*) AS n FROM channel_members")[0]["n"] == 0  # type: ignore[arg-type]
-    assert file_query(db.path, "SELECT count(*) AS n FROM channel_messages")[0]["n"] == 0  # type: ignore[arg-type]
+    assert await stored_query(db, "SELECT count(*) AS n FROM channel_members") == [{"n": 0}]
+    assert await stored_query(db, "SELECT count(*) AS n FROM channel_messages") == [{"n": 0}]
     assert await storage.channels.find_by_name("dev") is None
 
 
@@ -118,12 +117,12 @@ async def test_caches_by_id_and_name(storage: Storage, db: Database) -> None:
     await storage.channels.create(channel("c1", "u", "dev", "l", 1))
     fresh = Storage.from_database(db).channels
     assert await fresh.find_by_name("dev") is not None
-    await db.connection().execute_query("DELETE FROM channels")
+    await sql_run(db, "DELETE FROM channels")
     found = await fresh.find_by_id("c1")
     assert found is not None and found.name == "dev"
     assert await fresh.find_by_name("nope") is None
     assert await fresh.find_all() == []
-    await db.connection().execute_query("INSERT INTO channels VALUES ('c9', 'u', 'late', 'l', 1, 1)")
+    await sql_run(db, "INSERT INTO channels VALUES ('c9', 'u', 'late', 'l', 1, 1)")
     assert await fresh.find_by_name("late") is None  # every row is loaded: a miss is authoritative
     # The full load replaced the cache: the row deleted behind its back is gone from it too.
     assert await fresh.find_all() == []
@@ -137,7 +136,7 @@ async def test_update_refuses_an_unknown_field(storage: Storage, db: Database) -
         await storage.channels.update("c1", leeder="x")  # type: ignore[call-arg]
     with pytest.raises(TypeError, match=r"Channel id cannot be changed"):
         await storage.channels.update("c1", id="c2")  # type: ignore[call-arg]
-    assert file_rows(db, "channels", "id") == [
+    assert await stored_rows(db, "channels", "id") == [
         {"id": "c1", "user_id": "u", "name": "dev", "leader": "l", "created_at": 1, "updated_at": 1}
     ]
     assert await storage.channels.find_by_id("c1") == channel("c1", "u", "dev", "l", 1)

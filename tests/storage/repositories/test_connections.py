@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tortoise.exceptions import IntegrityError
 
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.connections import ConnectionRecord, connection_pair
-from tests.storage.seeds import file_rows, user_insert
+from tests.storage.helpers import violated
+from tests.storage.raw_rows import sql_run, stored_rows
+from tests.storage.seeds import user_insert
 
 
 async def users(db: Database, *ids: str, parent: str | None = None) -> None:
@@ -86,7 +87,7 @@ async def test_pairs_are_stored_sorted_and_the_check_holds(storage: Storage, db:
     record = await storage.connections.upsert_request(" zed ", "amy", 5)
     # The requester is "zed" even with spaces around it: side B (the legacy code compared the untrimmed id).
     assert record == ConnectionRecord("amy", "zed", False, True, None, 5)
-    assert file_rows(db, "connections", "user_a_id") == [
+    assert await stored_rows(db, "connections", "user_a_id") == [
         {
             "user_a_id": "amy",
             "user_b_id": "zed",
@@ -96,8 +97,8 @@ async def test_pairs_are_stored_sorted_and_the_check_holds(storage: Storage, db:
             "requested_b_at": 5,
         }
     ]
-    with pytest.raises(IntegrityError, match=r"CHECK constraint failed: user_a_id < user_b_id"):
-        await db.connection().execute_query("INSERT INTO connections (user_a_id, user_b_id) VALUES ('zed', 'amy')")
+    with violated("check", "user_a_id < user_b_id", postgres="connections_users_ordered"):
+        await sql_run(db, "INSERT INTO connections (user_a_id, user_b_id) VALUES ('zed', 'amy')")
     cleared = await storage.connections.clear_side("zed ", " amy")
     assert cleared == ConnectionRecord("amy", "zed", False, False, None, 5)
 
@@ -107,7 +108,7 @@ async def test_bad_pairs_are_refused(storage: Storage, db: Database) -> None:
         await storage.connections.upsert_request(" ", "bob")
     with pytest.raises(ValueError, match=r"^Connection user ids must be different.$"):
         await storage.connections.find("bob", " bob ")
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await storage.connections.upsert_request("ghost", "nobody", 1)
     assert await storage.connections.clear_side("a", "b") is None
 
@@ -123,7 +124,7 @@ async def test_upsert_request_defaults_to_now_and_cascades_with_users(storage: S
     await users(db, "alice", "bob")
     record = await storage.connections.upsert_request("alice", "bob")
     assert record.requested_a_at is not None and record.requested_a_at > 1_700_000_000_000
-    await db.connection().execute_query("DELETE FROM users WHERE id = 'bob'")
+    await sql_run(db, "DELETE FROM users WHERE id = 'bob'")
     assert await storage.connections.find("alice", "bob") is None
 
 
@@ -175,5 +176,5 @@ async def test_requests_from_both_sides_at_once_both_count(storage: Storage, db:
         )
         if index % 3 == 2:  # a new pair next index
             assert await storage.connections.delete("alice", "bob") is True
-    [row] = file_rows(db, "connections", "user_a_id")
+    [row] = await stored_rows(db, "connections", "user_a_id")
     assert (row["requested_a"], row["requested_b"]) == (0, 0)

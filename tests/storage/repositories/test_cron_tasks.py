@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable
 
 import pytest
-from tortoise.exceptions import IntegrityError
 
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
@@ -14,7 +13,9 @@ from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.cron_tasks import CronTaskRecord, CronTasksRepository
 from daycare.storage.repositories.tasks import TaskRecord
 from tests.storage.cache_checks import assert_cache_matches
-from tests.storage.seeds import file_rows
+from tests.storage.helpers import violated
+from tests.storage.raw_rows import sql_run, stored_rows
+from tests.storage.seeds import task_insert
 
 
 def trigger(id: str = "daily-report", task_id: str = "task-daily-report", **fields: object) -> CronTaskRecord:
@@ -66,23 +67,23 @@ async def test_returns_cached_task_on_repeated_read(storage: Storage, db: Databa
     await task_create(storage, "task-cached-task")
     await storage.cron_tasks.create(trigger("cached-task", "task-cached-task"))
     assert await storage.cron_tasks.find_by_id("cached-task") is not None
-    await db.connection().execute_query("DELETE FROM tasks_cron WHERE id = ?", ["cached-task"])
+    await sql_run(db, "DELETE FROM tasks_cron WHERE id = ?", ["cached-task"])
     second = await storage.cron_tasks.find_by_id("cached-task")
     assert second is not None and second.id == "cached-task"
 
 
 async def test_a_trigger_can_only_point_at_a_task_of_its_own_user(storage: Storage, db: Database) -> None:
     await task_create(storage, "alice-task", "alice")
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await storage.cron_tasks.create(trigger(task_id="alice-task", user_id="bob"))
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await storage.cron_tasks.create(trigger(task_id="no-such-task", user_id="alice"))
-    assert file_rows(db, "tasks_cron", "id") == []
+    assert await stored_rows(db, "tasks_cron", "id") == []
     assert await storage.cron_tasks.find_by_id("daily-report") is None
     await storage.cron_tasks.create(trigger(task_id="alice-task", user_id="alice"))
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await storage.cron_tasks.update("daily-report", user_id="bob")
-    assert [row["user_id"] for row in file_rows(db, "tasks_cron", "id")] == ["alice"]
+    assert [row["user_id"] for row in await stored_rows(db, "tasks_cron", "id")] == ["alice"]
 
 
 async def test_task_id_is_trimmed_and_required(storage: Storage, db: Database) -> None:
@@ -90,7 +91,7 @@ async def test_task_id_is_trimmed_and_required(storage: Storage, db: Database) -
     with pytest.raises(ValueError, match=r"^Cron trigger taskId is required.$"):
         await storage.cron_tasks.create(trigger(task_id="   "))
     await storage.cron_tasks.create(trigger(task_id="  task-1 "))
-    [row] = file_rows(db, "tasks_cron", "id")
+    [row] = await stored_rows(db, "tasks_cron", "id")
     assert row["task_id"] == "task-1"
     # The cache holds what the table holds (the legacy cache kept the untrimmed id).
     cached = await storage.cron_tasks.find_by_id("daily-report")
@@ -98,7 +99,7 @@ async def test_task_id_is_trimmed_and_required(storage: Storage, db: Database) -
     with pytest.raises(ValueError, match=r"^Cron trigger taskId is required.$"):
         await storage.cron_tasks.update("daily-report", task_id=" ")
     await storage.cron_tasks.update("daily-report", task_id=None, description=None, agent_id="agent-9")
-    [row] = file_rows(db, "tasks_cron", "id")
+    [row] = await stored_rows(db, "tasks_cron", "id")
     assert (row["task_id"], row["description"], row["agent_id"]) == ("task-1", None, "agent-9")
     with pytest.raises(LookupError, match=r"^Cron task not found: nope$"):
         await storage.cron_tasks.update("nope", enabled=False)
@@ -109,10 +110,10 @@ async def test_a_row_without_task_id_is_left_out_of_reads(
 ) -> None:
     await task_create(storage, "task-1")
     await storage.cron_tasks.create(trigger(task_id="task-1"))
-    # Only a raw write can blank the column; the repository cannot read such a row and skips it.
-    await db.connection().execute_query("PRAGMA foreign_keys = OFF")
-    await db.connection().execute_query("UPDATE tasks_cron SET task_id = ' '")
-    await db.connection().execute_query("PRAGMA foreign_keys = ON")
+    # Only a raw write can blank the column (pointing it at a raw task with a blank id, which the
+    # foreign key accepts); the repository cannot read such a row and skips it.
+    await task_insert(db, " ", "user-1")
+    await sql_run(db, "UPDATE tasks_cron SET task_id = ' '")
     fresh = Storage.from_database(db).cron_tasks
     assert await fresh.find_by_id("daily-report") is None
     assert await fresh.find_all(include_disabled=True) == []
@@ -142,9 +143,10 @@ async def test_only_the_full_find_all_makes_the_cache_authoritative(storage: Sto
     # The enabled-only load does not make a miss authoritative: "off" is still read from the file.
     assert await repo.find_by_id("off") is not None
     assert [item.id for item in await repo.find_all(include_disabled=True)] == ["off", "on"]
-    await db.connection().execute_query(
+    await sql_run(
+        db,
         "INSERT INTO tasks_cron (id, task_id, user_id, name, schedule, created_at, updated_at) "
-        "VALUES ('raw', 't', 'user-1', 'n', '* * * * *', 5, 5)"
+        "VALUES ('raw', 't', 'user-1', 'n', '* * * * *', 5, 5)",
     )
     assert await repo.find_by_id("raw") is None
     assert [item.id for item in await repo.find_all(include_disabled=True)] == ["off", "on"]
@@ -153,7 +155,7 @@ async def test_only_the_full_find_all_makes_the_cache_authoritative(storage: Sto
 async def test_rows_are_stored_as_the_legacy_code_stored_them(storage: Storage, db: Database) -> None:
     await task_create(storage, "t")
     await storage.cron_tasks.create(trigger(task_id="t", agent_id="agent-1", delete_after_run=True, last_run_at=7))
-    [row] = file_rows(db, "tasks_cron", "id")
+    [row] = await stored_rows(db, "tasks_cron", "id")
     assert row == {
         "id": "daily-report",
         "task_id": "t",
@@ -169,7 +171,7 @@ async def test_rows_are_stored_as_the_legacy_code_stored_them(storage: Storage, 
         "updated_at": 10,
     }
     await storage.cron_tasks.update("daily-report", enabled=False)
-    assert file_rows(db, "tasks_cron", "id")[0]["enabled"] == 0
+    assert (await stored_rows(db, "tasks_cron", "id"))[0]["enabled"] == 0
 
 
 async def test_update_refuses_an_unknown_field(storage: Storage) -> None:

@@ -14,7 +14,7 @@ from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.delayed_signals import DelayedSignalRecord, DelayedSignalsRepository
 from daycare.storage.repositories.signal_events import ABSENT
-from tests.storage.seeds import file_rows
+from tests.storage.raw_rows import sql_rows, sql_run, stored_rows, trigger_refusing
 
 CTX = Context("user-a", "test-agent")
 
@@ -52,12 +52,12 @@ async def test_repeat_key_replacement_is_scoped_to_user_and_type(storage: Storag
     await repo.create(delayed("other-user", "t", 1, "k", user_id="user-b"))
     await repo.create(delayed("no-key", "t", 1))
     await repo.create(delayed("mine-2", "t", 2, "k"))
-    ids = [row["id"] for row in file_rows(db, "signals_delayed", "id")]
+    ids = [row["id"] for row in await stored_rows(db, "signals_delayed", "id")]
     assert ids == ["mine-2", "no-key", "other-type", "other-user"]
     assert await repo.find_by_id("mine") is None
     # Re-creating the same id with its repeat key keeps it (the delete skips its own id).
     await repo.create(delayed("mine-2", "t", 3, "k"))
-    assert [row["deliver_at"] for row in file_rows(db, "signals_delayed", "id") if row["id"] == "mine-2"] == [3]
+    assert [row["deliver_at"] for row in await stored_rows(db, "signals_delayed", "id") if row["id"] == "mine-2"] == [3]
 
 
 async def test_a_failed_replacement_rolls_back_the_delete(storage: Storage, db: Database) -> None:
@@ -67,13 +67,10 @@ async def test_a_failed_replacement_rolls_back_the_delete(storage: Storage, db: 
     with pytest.raises(ValueError, match=r"^Delayed signal created_at cannot be None$"):
         await repo.create(delayed("second", "t", 20, "k", created_at=None))
     # A database error inside the transaction (here a trigger refusing the row) rolls the delete back.
-    await db.connection().execute_script(
-        "CREATE TRIGGER refuse_second BEFORE INSERT ON signals_delayed WHEN NEW.id = 'second' "
-        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
-    )
+    await trigger_refusing(db, "signals_delayed", "refused by the test", when="NEW.id = 'second'")
     with pytest.raises(IntegrityError, match=r"refused by the test"):
         await repo.create(delayed("second", "t", 20, "k"))
-    assert [row["id"] for row in file_rows(db, "signals_delayed", "id")] == ["first"]
+    assert [row["id"] for row in await stored_rows(db, "signals_delayed", "id")] == ["first"]
     first = await repo.find_by_id("first")
     assert first is not None and first.data == {"v": 1}
     assert await repo.find_by_id("second") is None
@@ -87,19 +84,21 @@ async def test_other_tasks_never_see_the_replacement_half_done(storage: Storage,
 
     async def reader() -> None:
         for _ in range(20):
-            rows = await db.connection().execute_query_dict("SELECT id FROM signals_delayed ORDER BY id")
+            rows = await sql_rows(db, "SELECT id FROM signals_delayed ORDER BY id")
             seen.append([row["id"] for row in rows])
 
     await asyncio.gather(reader(), *(repo.create(delayed(f"n{index}", "t", index, "k")) for index in range(10)))
     assert all(len(ids) == 1 for ids in seen), seen
     # Which create commits last is up to the scheduler; exactly one of them survives.
-    assert [row["id"] for row in file_rows(db, "signals_delayed", "id")] in [[f"n{index}"] for index in range(10)]
+    assert [row["id"] for row in await stored_rows(db, "signals_delayed", "id")] in [
+        [f"n{index}"] for index in range(10)
+    ]
 
 
 async def test_data_and_source_round_trip_as_legacy_json(storage: Storage, db: Database) -> None:
     await storage.delayed_signals.create(delayed("absent", "t", 1))
     await storage.delayed_signals.create(delayed("text", "t", 2, data={"text": "Call mom ☎️"}))
-    rows = {row["id"]: row for row in file_rows(db, "signals_delayed", "id")}
+    rows = {row["id"]: row for row in await stored_rows(db, "signals_delayed", "id")}
     assert rows["absent"]["data"] is None
     assert rows["text"]["data"] == '{"text":"Call mom ☎️"}'
     assert rows["text"]["source"] == '{"type":"system","userId":"user-a"}'
@@ -115,7 +114,7 @@ async def test_find_all_and_caches(storage: Storage, db: Database) -> None:
     await repo.create(delayed("c", "t", 1, user_id="user-b"))
     fresh = Storage.from_database(db).delayed_signals
     assert [item.id for item in await fresh.find_all()] == ["c", "a", "b"]
-    await db.connection().execute_query("DELETE FROM signals_delayed WHERE id = 'a'")
+    await sql_run(db, "DELETE FROM signals_delayed WHERE id = 'a'")
     assert [item.id for item in await fresh.find_all()] == ["c", "a", "b"]
     assert await fresh.find_by_id("zzz") is None
     assert await fresh.delete_by_repeat_key(CTX, "t", "none") == 0
@@ -131,7 +130,7 @@ async def test_a_replacement_drops_the_replaced_signals_from_the_cache(db: Datab
     assert await repo.find_by_id("first") is None
     assert await repo.delete_by_repeat_key(CTX, "t", "k") == 1
     assert [item.id for item in await repo.find_all()] == ["kept"]
-    assert [row["id"] for row in file_rows(db, "signals_delayed", "id")] == ["kept"]
+    assert [row["id"] for row in await stored_rows(db, "signals_delayed", "id")] == ["kept"]
 
 
 async def test_concurrent_replacements_of_one_repeat_key_leave_one_signal(db: Database) -> None:
@@ -143,7 +142,7 @@ async def test_concurrent_replacements_of_one_repeat_key_leave_one_signal(db: Da
         creates = [repo.create(delayed(f"n{round}{index}", "t", index, "k")) for index in range(1, 5)]
         cancel = repo.delete_by_repeat_key(CTX, "t", "k")
         await asyncio.wait_for(asyncio.gather(*creates[:2], cancel, *creates[2:]), timeout=10)
-        rows = file_rows(db, "signals_delayed", "id")
+        rows = await stored_rows(db, "signals_delayed", "id")
         assert len(rows) <= 1, rows
         cached = await repo.find_all()
         assert [item.id for item in cached] == [row["id"] for row in rows]

@@ -16,7 +16,7 @@ from daycare.storage.repositories.expose_endpoints import (
     expose_target_parse,
 )
 from tests.storage.cache_checks import assert_cache_matches
-from tests.storage.seeds import file_rows
+from tests.storage.raw_rows import sql_run, stored_rows
 
 
 def endpoint(id: str, user_id: str, domain: str, at: int = 1, **fields: object) -> ExposeEndpointRecord:
@@ -33,8 +33,8 @@ def endpoint(id: str, user_id: str, domain: str, at: int = 1, **fields: object) 
 
 
 async def raw_insert(db: Database, id: str, target: str, domain: str, auth: str | None) -> None:
-    await db.connection().execute_query(
-        "INSERT INTO expose_endpoints VALUES (?, 'u', ?, 'p', ?, 'public', ?, 1, 1)", [id, target, domain, auth]
+    await sql_run(
+        db, "INSERT INTO expose_endpoints VALUES (?, 'u', ?, 'p', ?, 'public', ?, 1, 1)", [id, target, domain, auth]
     )
 
 
@@ -102,7 +102,7 @@ def test_normalizes_valid_domains() -> None:
 
 async def test_domains_are_normalised_on_write_and_checked_on_read(storage: Storage, db: Database) -> None:
     await storage.expose_endpoints.create(endpoint("ep", "u", "  App.Example.COM "))
-    [row] = file_rows(db, "expose_endpoints", "id")
+    [row] = await stored_rows(db, "expose_endpoints", "id")
     assert row["domain"] == "app.example.com"
     # The cache holds the normalised domain too (the legacy cache kept the caller's text).
     cached = await storage.expose_endpoints.find_by_id("ep")
@@ -113,7 +113,7 @@ async def test_domains_are_normalised_on_write_and_checked_on_read(storage: Stor
         await storage.expose_endpoints.update("ep", domain="bad_domain")
     await storage.expose_endpoints.update("ep", domain="", provider=None, updated_at=3)
     await storage.expose_endpoints.update("ep", domain="NEW.example.com")
-    [row] = file_rows(db, "expose_endpoints", "id")
+    [row] = await stored_rows(db, "expose_endpoints", "id")
     assert (row["domain"], row["provider"], row["updated_at"]) == ("new.example.com", "provider-a", 3)
     # A stored domain that is not a hostname: the row cannot be read, and reads leave it out.
     await raw_insert(db, "broken", '{"type":"port","port":1}', "not a domain", None)
@@ -144,13 +144,13 @@ async def test_rows_are_stored_as_the_legacy_code_stored_them(storage: Storage, 
     await storage.expose_endpoints.create(
         endpoint("sock", "u", "x.ts.net", 6, target={"type": "unix", "path": "/run/app.sock"}, mode="local-network")
     )
-    rows = file_rows(db, "expose_endpoints", "id")
+    rows = await stored_rows(db, "expose_endpoints", "id")
     assert [(row["target"], row["auth"]) for row in rows] == [
         ('{"type":"port","port":8080}', '{"enabled":true,"passwordHash":"$2a$10$abc"}'),
         ('{"type":"unix","path":"/run/app.sock"}', None),
     ]
     await storage.expose_endpoints.update("ep", auth=None)
-    assert file_rows(db, "expose_endpoints", "id")[0]["auth"] is None
+    assert (await stored_rows(db, "expose_endpoints", "id"))[0]["auth"] is None
     with pytest.raises(LookupError, match=r"^Expose endpoint not found: nope$"):
         await storage.expose_endpoints.update("nope", auth=None)
 

@@ -7,7 +7,6 @@ import dataclasses
 from collections.abc import Awaitable
 
 import pytest
-from tortoise.exceptions import IntegrityError
 
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
@@ -15,7 +14,8 @@ from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.heartbeat_tasks import HeartbeatTaskRecord, HeartbeatTasksRepository
 from daycare.storage.repositories.tasks import TaskRecord
 from tests.storage.cache_checks import assert_cache_matches
-from tests.storage.seeds import file_rows
+from tests.storage.helpers import violated
+from tests.storage.raw_rows import sql_rows, sql_run, stored_rows
 
 
 async def task_create(storage: Storage, id: str, user_id: str = "user-1", at: int = 10) -> None:
@@ -56,7 +56,7 @@ async def test_returns_cached_task_on_repeated_read(storage: Storage, db: Databa
     await task_create(storage, "task-cache-heartbeat", at=1)
     await storage.heartbeat_tasks.create(entry("cache-heartbeat", "task-cache-heartbeat", at=1))
     assert await storage.heartbeat_tasks.find_by_id("cache-heartbeat") is not None
-    await db.connection().execute_query("DELETE FROM tasks_heartbeat WHERE id = ?", ["cache-heartbeat"])
+    await sql_run(db, "DELETE FROM tasks_heartbeat WHERE id = ?", ["cache-heartbeat"])
     second = await storage.heartbeat_tasks.find_by_id("cache-heartbeat")
     assert second is not None and second.id == "cache-heartbeat"
 
@@ -67,7 +67,7 @@ async def test_record_run_touches_every_user_in_the_file_and_the_cache(storage: 
     await storage.heartbeat_tasks.create(entry("a", "t-a", "alice"))
     await storage.heartbeat_tasks.create(entry("b", "t-b", "bob"))
     await storage.heartbeat_tasks.record_run(99)
-    assert [(row["last_run_at"], row["updated_at"]) for row in file_rows(db, "tasks_heartbeat", "id")] == [
+    assert [(row["last_run_at"], row["updated_at"]) for row in await stored_rows(db, "tasks_heartbeat", "id")] == [
         (99, 99),
         (99, 99),
     ]
@@ -77,11 +77,11 @@ async def test_record_run_touches_every_user_in_the_file_and_the_cache(storage: 
 
 async def test_a_heartbeat_can_only_point_at_a_task_of_its_own_user(storage: Storage, db: Database) -> None:
     await task_create(storage, "alice-task", "alice")
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await storage.heartbeat_tasks.create(entry("hb", "alice-task", "bob"))
-    assert file_rows(db, "tasks_heartbeat", "id") == []
+    assert await stored_rows(db, "tasks_heartbeat", "id") == []
     await storage.heartbeat_tasks.create(entry("hb", "alice-task", "alice"))
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await storage.heartbeat_tasks.update("hb", user_id="bob")
     # A soft-deleted task still counts as a parent.
     assert await storage.tasks.delete(Context("alice"), "alice-task")
@@ -112,7 +112,7 @@ async def test_update_rules_and_errors(storage: Storage, db: Database) -> None:
         await storage.heartbeat_tasks.update("nope", title="x")
     await storage.heartbeat_tasks.update("hb", task_id=None, user_id=None, last_run_at=5)
     await storage.heartbeat_tasks.update("hb", last_run_at=None)
-    [row] = file_rows(db, "tasks_heartbeat", "id")
+    [row] = await stored_rows(db, "tasks_heartbeat", "id")
     assert row == {
         "id": "hb",
         "task_id": "t",
@@ -135,7 +135,7 @@ async def test_update_accepts_a_whole_record_but_not_another_id(storage: Storage
     assert await Storage.from_database(db).heartbeat_tasks.find_by_id("hb") == changed
     with pytest.raises(TypeError, match=r"id cannot be changed"):
         await storage.heartbeat_tasks.update("hb", id="other", title="x")  # type: ignore[call-arg]
-    assert file_rows(db, "tasks_heartbeat", "id")[0]["title"] == "Renamed"
+    assert (await stored_rows(db, "tasks_heartbeat", "id"))[0]["title"] == "Renamed"
 
 
 async def test_record_run_for_stamps_only_the_given_entries(storage: Storage, db: Database) -> None:
@@ -155,9 +155,7 @@ async def test_record_run_for_stamps_only_the_given_entries(storage: Storage, db
     assert alpha is not None and (alpha.last_run_at, alpha.updated_at) == (40, 40)
     cached = {item.id: (item.last_run_at, item.updated_at) for item in await storage.heartbeat_tasks.find_all()}
     assert cached == {"alpha": (40, 40), "beta": (None, 10), "other": (None, 10)}
-    rows = await db.connection().execute_query_dict(
-        "SELECT id, last_run_at, updated_at FROM tasks_heartbeat ORDER BY id"
-    )
+    rows = await sql_rows(db, "SELECT id, last_run_at, updated_at FROM tasks_heartbeat ORDER BY id")
     assert [(row["id"], row["last_run_at"], row["updated_at"]) for row in rows] == [
         ("alpha", 40, 40),
         ("beta", None, 10),

@@ -3,14 +3,12 @@ validation and the stored bytes."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
-from tortoise.exceptions import IntegrityError
 
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.history import HistoryRecord, HistoryRepository
-from tests.storage.helpers import agent_storage
+from tests.storage.helpers import agent_storage, violated
+from tests.storage.raw_rows import sql_run, stored_query
 
 
 def note(at: int, text: str) -> HistoryRecord:
@@ -97,8 +95,10 @@ async def test_reads_skip_unknown_types_and_broken_json(storage: Storage) -> Non
     history, session_id = await history_setup(storage)
     await history.append(session_id, note(1, "first"))
     for kind, data in (("mystery", '{"text":"x"}'), ("note", "{broken"), ("note", "null"), ("note", "[1]")):
-        await storage.db.connection().execute_query(
-            "INSERT INTO session_history (session_id, type, at, data) VALUES (?, ?, 2, ?)", [session_id, kind, data]
+        await sql_run(
+            storage.db,
+            "INSERT INTO session_history (session_id, type, at, data) VALUES (?, ?, 2, ?)",
+            [session_id, kind, data],
         )
     last_id = await history.append(session_id, note(3, "last"))
     assert await history.find_by_session_id(session_id) == [note(1, "first"), note(3, "last")]
@@ -119,7 +119,7 @@ async def test_append_refuses_records_it_could_not_read_back(storage: Storage) -
         with pytest.raises(ValueError, match=message):
             await history.append(session_id, record)
     assert await history.max_id(session_id) is None
-    with pytest.raises(IntegrityError, match="FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await history.append("missing-session", note(1, "x"))
 
 
@@ -138,10 +138,8 @@ async def test_records_are_stored_as_legacy_wrote_them(storage: Storage) -> None
         },
     )
     await history.append(session_id, record)
-    assert storage.db.path is not None
-    with sqlite3.connect(storage.db.path) as plain:
-        row = plain.execute("SELECT type, at, data FROM session_history").fetchone()
-    assert row == (
+    [row] = await stored_query(storage.db, "SELECT type, at, data FROM session_history")
+    assert tuple(row.values()) == (
         "rlm_tool_call",
         1772011920020,
         '{"toolCallId":"toolu_01ABC","snapshotId":"drj1fj9sirgfrqays61d0h12","printOutput":["starting…"],'

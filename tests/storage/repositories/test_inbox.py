@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.inbox import InboxRecord, InboxRepository
+from tests.storage.raw_rows import stored_rows, stored_types
 
 
 async def test_supports_insert_ordered_lookup_and_delete_operations(storage: Storage) -> None:
@@ -45,9 +44,8 @@ async def test_insert_overwrites_every_column_and_ties_order_by_id(storage: Stor
 async def test_data_is_stored_as_given(storage: Storage) -> None:
     text = '{ "type" : "message", "text": "Привет 👋" }'
     await storage.inbox.insert("x", "agent-a", 1, "message", text)
-    assert storage.db.path is not None
-    with sqlite3.connect(storage.db.path) as plain:
-        assert plain.execute("SELECT data, typeof(posted_at) FROM inbox").fetchone() == (text, "integer")
+    assert [row["data"] for row in await stored_rows(storage.db, "inbox", "id")] == [text]
+    assert await stored_types(storage.db, "inbox", "posted_at", "id") == ["integer"]
     with pytest.raises(TypeError, match="must be text"):
         await storage.inbox.insert("y", "agent-a", 1, "message", {"type": "message"})  # type: ignore[arg-type]
     assert [entry.id for entry in await storage.inbox.find_by_agent_id("agent-a")] == ["x"]

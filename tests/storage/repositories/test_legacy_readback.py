@@ -1,18 +1,18 @@
 """Legacy files: populated.db reads back through the repositories exactly as the legacy code
-returned it, and rows written by the repositories are byte-for-byte what it stored."""
+returned it, and rows written by the repositories (into a SQLite file or a PostgreSQL schema) are
+what it stored, byte for byte."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from daycare.storage.db.database import database_close, database_open
+from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.facade import Storage
 from daycare.storage.json_values import json_encode
 from daycare.storage.migrations.migrate import database_migrate
@@ -22,6 +22,7 @@ from daycare.storage.repositories.inbox import InboxRecord
 from daycare.storage.repositories.sessions import SessionRecord
 from daycare.storage.repositories.users import ConnectorKeyRecord, UserRecord
 from tests.conftest import legacy_dump
+from tests.storage.raw_rows import stored_query, stored_types
 
 Rows = list[dict[str, Any]]
 
@@ -100,6 +101,7 @@ def test_record_fields_follow_the_legacy_order() -> None:
         assert [field.name for field in dataclasses.fields(record)] == snake
 
 
+@pytest.mark.sqlite_only  # reads a copy of the legacy SQLite file populated.db
 async def test_users_read_back(legacy_storage: Storage) -> None:
     expected = expected_users()
     assert len(expected) == 6
@@ -117,6 +119,7 @@ async def test_users_read_back(legacy_storage: Storage) -> None:
         assert await fresh.find_by_parent_user_id(user.id) == children
 
 
+@pytest.mark.sqlite_only  # reads a copy of the legacy SQLite file populated.db
 async def test_agents_read_back(legacy_storage: Storage) -> None:
     rows = table("agents")
     expected = [agent_expected(row) for row in sorted(rows, key=lambda row: row["updated_at"])]
@@ -137,6 +140,7 @@ async def test_agents_read_back(legacy_storage: Storage) -> None:
         assert await fresh.find_by_user_id(user_id) == [agent for agent in expected if agent.user_id == user_id]
 
 
+@pytest.mark.sqlite_only  # reads a copy of the legacy SQLite file populated.db
 async def test_sessions_history_and_inbox_read_back(legacy_storage: Storage) -> None:
     sessions = table("sessions")
     history = table("session_history")
@@ -175,71 +179,63 @@ async def test_sessions_history_and_inbox_read_back(legacy_storage: Storage) -> 
     assert len(history) == 17
 
 
-async def test_rows_written_by_the_repositories_match_the_legacy_rows(tmp_path: Path) -> None:
-    """Rebuild populated.db's core tables through the repositories, then read the file with sqlite3."""
-    db = await database_open(tmp_path / "rebuilt.db")
-    await database_migrate(db)
-    storage = Storage.from_database(db)
-    try:
-        bootstrap = await storage.users.find_owner()
-        assert bootstrap is not None
-        await storage.users.delete(bootstrap.id)
+async def test_rows_written_by_the_repositories_match_the_legacy_rows(storage: Storage, db: Database) -> None:
+    """Rebuild populated.db's core tables through the repositories, then read them through a separate connection."""
+    bootstrap = await storage.users.find_owner()
+    assert bootstrap is not None
+    await storage.users.delete(bootstrap.id)
 
-        pending = sorted(table("users"), key=lambda row: row["parent_user_id"] is not None)
-        for row in pending:
-            await storage.users.create(
-                id=row["id"],
-                is_owner=row["is_owner"] == 1,
-                parent_user_id=row["parent_user_id"],
-                name=row["name"],
-                nametag=row["nametag"],
-                created_at=row["created_at"],
-                updated_at=row["updated_at"],
-            )
-        for key in sorted(table("user_connector_keys"), key=lambda key: key["id"]):
-            await storage.users.add_connector_key(key["user_id"], key["connector_key"])
-        for row in table("agents"):
-            await storage.agents.create(agent_expected(row))
-        session_ids: dict[str, str] = {}
-        for row in sorted(table("sessions"), key=lambda row: row["created_at"]):
-            new_id = await storage.sessions.create(
-                row["agent_id"],
-                inference_session_id=row["inference_session_id"],
-                created_at=row["created_at"],
-                reset_message=row["reset_message"],
-            )
-            session_ids[new_id] = row["id"]
-            if row["processed_until"] is not None:
-                await storage.sessions.invalidate(new_id, row["processed_until"])
-                assert await storage.sessions.mark_processed(new_id, row["processed_until"], row["processed_until"])
-            if row["invalidated_at"] is not None:
-                await storage.sessions.invalidate(new_id, row["invalidated_at"])
-            if row["ended_at"] is not None:
-                await storage.sessions.end_session(new_id, row["ended_at"])
-        new_by_old = {old: new for new, old in session_ids.items()}
-        for row in sorted(table("session_history"), key=lambda row: row["id"]):
-            await storage.history.append(new_by_old[row["session_id"]], history_expected(row))
-        for row in table("inbox"):
-            await storage.inbox.insert(row["id"], row["agent_id"], row["posted_at"], row["type"], row["data"])
-    finally:
-        await database_close(db)
+    pending = sorted(table("users"), key=lambda row: row["parent_user_id"] is not None)
+    for row in pending:
+        await storage.users.create(
+            id=row["id"],
+            is_owner=row["is_owner"] == 1,
+            parent_user_id=row["parent_user_id"],
+            name=row["name"],
+            nametag=row["nametag"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+    for key in sorted(table("user_connector_keys"), key=lambda key: key["id"]):
+        await storage.users.add_connector_key(key["user_id"], key["connector_key"])
+    for row in table("agents"):
+        await storage.agents.create(agent_expected(row))
+    session_ids: dict[str, str] = {}
+    for row in sorted(table("sessions"), key=lambda row: row["created_at"]):
+        new_id = await storage.sessions.create(
+            row["agent_id"],
+            inference_session_id=row["inference_session_id"],
+            created_at=row["created_at"],
+            reset_message=row["reset_message"],
+        )
+        session_ids[new_id] = row["id"]
+        if row["processed_until"] is not None:
+            await storage.sessions.invalidate(new_id, row["processed_until"])
+            assert await storage.sessions.mark_processed(new_id, row["processed_until"], row["processed_until"])
+        if row["invalidated_at"] is not None:
+            await storage.sessions.invalidate(new_id, row["invalidated_at"])
+        if row["ended_at"] is not None:
+            await storage.sessions.end_session(new_id, row["ended_at"])
+    new_by_old = {old: new for new, old in session_ids.items()}
+    for row in sorted(table("session_history"), key=lambda row: row["id"]):
+        await storage.history.append(new_by_old[row["session_id"]], history_expected(row))
+    for row in table("inbox"):
+        await storage.inbox.insert(row["id"], row["agent_id"], row["posted_at"], row["type"], row["data"])
 
     def dumped(name: str) -> list[tuple[Any, ...]]:
         spec = legacy_dump("populated.json")["tables"][name]
         return [tuple(row[column] for column in spec["columns"]) for row in spec["rows"]]
 
-    with sqlite3.connect(tmp_path / "rebuilt.db") as plain:
+    async def stored(sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(row.values()) for row in await stored_query(db, sql)]
 
-        def stored(sql: str) -> list[tuple[Any, ...]]:
-            return [tuple(row) for row in plain.execute(sql).fetchall()]
-
-        assert stored("SELECT * FROM users ORDER BY id") == dumped("users")
-        assert stored("SELECT * FROM user_connector_keys ORDER BY id") == dumped("user_connector_keys")
-        assert stored("SELECT * FROM agents ORDER BY id") == dumped("agents")
-        assert stored("SELECT * FROM inbox ORDER BY id") == dumped("inbox")
-        history = stored("SELECT * FROM session_history ORDER BY id")
-        assert [(id, session_ids[sid], *rest) for id, sid, *rest in history] == dumped("session_history")
-        sessions = sorted((session_ids[row[0]], *row[1:]) for row in stored("SELECT * FROM sessions"))
-        assert sessions == dumped("sessions")
-        for name, column in (("users", "is_owner"), ("agents", "created_at"), ("session_history", "at")):
-            assert {row[0] for row in stored(f"SELECT DISTINCT typeof({column}) FROM {name}")} == {"integer"}
+    assert await stored("SELECT * FROM users ORDER BY id") == dumped("users")
+    assert await stored("SELECT * FROM user_connector_keys ORDER BY id") == dumped("user_connector_keys")
+    assert await stored("SELECT * FROM agents ORDER BY id") == dumped("agents")
+    assert await stored("SELECT * FROM inbox ORDER BY id") == dumped("inbox")
+    history = await stored("SELECT * FROM session_history ORDER BY id")
+    assert [(id, session_ids[sid], *rest) for id, sid, *rest in history] == dumped("session_history")
+    sessions = sorted((session_ids[row[0]], *row[1:]) for row in await stored("SELECT * FROM sessions"))
+    assert sessions == dumped("sessions")
+    for name, column in (("users", "is_owner"), ("agents", "created_at"), ("session_history", "at")):
+        assert set(await stored_types(db, name, column, "1")) == {"integer"}

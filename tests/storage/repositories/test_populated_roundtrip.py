@@ -2,8 +2,9 @@
 
 Read-back: every row of those tables, read through the repositories from an adopted copy of
 populated.db, equals the row in populated.json with each repository's documented read rules.
-Write: the same data written through the repositories into a new file is stored exactly as the
-legacy code stored it (values and SQLite storage classes), AUTOINCREMENT sequence included.
+Write: the same data written through the repositories into a new database (a file, or a
+PostgreSQL schema) is stored exactly as the legacy code stored it (values and SQLite storage
+classes, or the PostgreSQL types that stand for them), the key sequence included.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from daycare.storage.repositories.system_prompts import SystemPromptRecord
 from daycare.storage.repositories.tasks import TaskRecord
 from daycare.storage.repositories.token_stats import TokenStatsRecord
 from tests.conftest import legacy_dump
-from tests.sqlite_files import file_dicts as file_query
+from tests.storage.raw_rows import key_sequence, sql_run, stored_rows, stored_types
 
 TABLES = (
     "tasks",
@@ -145,6 +146,7 @@ async def legacy_storage(legacy_copy: Callable[[str], Path]) -> Any:
     await database_close(db)
 
 
+@pytest.mark.sqlite_only  # reads a copy of the legacy SQLite file populated.db
 async def test_every_legacy_row_reads_back_through_the_repositories(legacy_storage: Storage) -> None:
     storage = legacy_storage
     for row in rows("tasks"):
@@ -201,16 +203,17 @@ async def test_every_legacy_row_reads_back_through_the_repositories(legacy_stora
 
 async def parents_seed(db: Database) -> None:
     """The legacy users (none of them owner: the new file has its own) and agents, copied with plain SQL."""
-    connection = db.connection()
     for user in sorted(rows("users"), key=lambda row: row["parent_user_id"] is not None):
-        await connection.execute_query(
+        await sql_run(
+            db,
             "INSERT INTO users (id, is_owner, created_at, updated_at, parent_user_id, name, nametag) "
-            "VALUES (?, 0, ?, ?, ?, ?, ?)",
+            "VALUES (?, FALSE, ?, ?, ?, ?, ?)",
             [user["id"], user["created_at"], user["updated_at"], user["parent_user_id"], user["name"], user["nametag"]],
         )
     columns = DUMP["agents"]["columns"]
     for agent in rows("agents"):
-        await connection.execute_query(
+        await sql_run(
+            db,
             f"INSERT INTO agents ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
             [agent[column] for column in columns],
         )
@@ -294,13 +297,10 @@ async def test_rows_written_through_the_repositories_are_stored_as_legacy_stored
 ) -> None:
     await parents_seed(db)
     await legacy_data_write(storage)
-    assert db.path is not None
     for table in TABLES:
         spec = DUMP[table]
-        stored = file_query(db.path, f"SELECT * FROM {table} ORDER BY {spec['order_by']}")
-        assert stored == spec["rows"], table
+        assert await stored_rows(db, table, spec["order_by"]) == spec["rows"], table
         for column, classes in spec["storage_classes"].items():
-            found = file_query(db.path, f"SELECT DISTINCT typeof({column}) AS t FROM {table} ORDER BY t")
-            assert [row["t"] for row in found] == classes, (table, column)
-    sequence = file_query(db.path, "SELECT seq FROM sqlite_sequence WHERE name = 'channel_members'")
-    assert sequence == [{"seq": 6}]
+            found = await stored_types(db, table, column, spec["order_by"])
+            assert sorted(set(found)) == classes, (table, column)
+    assert await key_sequence(db, "channel_members") == 6

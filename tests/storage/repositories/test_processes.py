@@ -13,7 +13,7 @@ from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.processes import ProcessesRepository, ProcessRecord
 from tests.storage.cache_checks import assert_cache_matches
-from tests.storage.seeds import file_rows
+from tests.storage.raw_rows import sql_run, stored_rows
 
 
 def process(id: str, user_id: str, owner: dict[str, str] | None, **fields: object) -> ProcessRecord:
@@ -83,7 +83,7 @@ async def test_rows_are_stored_as_the_legacy_code_stored_them(storage: Storage, 
             keep_alive=True,
         )
     )
-    [row] = file_rows(db, "processes", "id")
+    [row] = await stored_rows(db, "processes", "id")
     assert {name: row[name] for name in ("env", "package_managers", "allowed_domains", "permissions", "owner")} == {
         "env": '{"LANG":"ru_RU.UTF-8","B":"é"}',
         "package_managers": '["npm","pip"]',
@@ -101,7 +101,8 @@ async def test_rows_are_stored_as_the_legacy_code_stored_them(storage: Storage, 
 
 async def test_broken_json_falls_back(storage: Storage, db: Database) -> None:
     await storage.processes.create(process("p", "u", None))
-    await db.connection().execute_query(
+    await sql_run(
+        db,
         "UPDATE processes SET env = ?, package_managers = ?, allowed_domains = ?, permissions = ?, owner = ?",
         [
             '{"A":"1","B":2,"C":null}',
@@ -127,9 +128,7 @@ async def test_broken_json_falls_back(storage: Storage, db: Database) -> None:
         {"workingDir": "/", "writeDirs": [], "readDirs": []},
     ]
     for (env, permissions, owner), expected in zip(cases, expected_permissions, strict=True):
-        await db.connection().execute_query(
-            "UPDATE processes SET env = ?, permissions = ?, owner = ?", [env, permissions, owner]
-        )
+        await sql_run(db, "UPDATE processes SET env = ?, permissions = ?, owner = ?", [env, permissions, owner])
         record = await Storage.from_database(db).processes.find_by_id("p")
         assert record is not None
         assert (record.env, record.permissions, record.owner) == ({}, expected, None)
@@ -142,7 +141,7 @@ async def test_update_clears_nullable_fields_and_keeps_the_others(storage: Stora
     await storage.processes.update(
         "p", home=None, owner=None, next_restart_at=None, name=None, status=None, restart_count=3
     )
-    [row] = file_rows(db, "processes", "id")
+    [row] = await stored_rows(db, "processes", "id")
     assert (row["home"], row["owner"], row["next_restart_at"]) == (None, None, None)
     assert (row["name"], row["status"], row["restart_count"]) == ("p", "running", 3)
     record = await storage.processes.find_by_id("p")
@@ -156,7 +155,7 @@ async def test_find_all_caches_only_unfiltered_loads(storage: Storage, db: Datab
     assert [item.id for item in await fresh.find_all(user_id="a")] == ["p-1"]
     assert await fresh.find_by_id("p-0") is not None  # not authoritative yet
     assert [item.id for item in await fresh.find_all()] == ["p-0", "p-1"]
-    await db.connection().execute_query("DELETE FROM processes WHERE id = 'p-0'")
+    await sql_run(db, "DELETE FROM processes WHERE id = 'p-0'")
     assert [item.id for item in await fresh.find_all()] == ["p-0", "p-1"]
     # A user filter always reads the file.
     assert [item.id for item in await fresh.find_all(user_id="b")] == []
@@ -174,9 +173,9 @@ async def test_delete_by_owner_removes_all_of_one_owner_at_once(storage: Storage
         deleting = asyncio.create_task(storage.processes.delete_by_owner("plugin", "plugin-a"))
         await asyncio.sleep(0.01)
         assert not deleting.done()
-        assert len(file_rows(db, "processes", "id")) == 7
+        assert len(await stored_rows(db, "processes", "id")) == 7
     assert await deleting == 5
-    assert [row["id"] for row in file_rows(db, "processes", "id")] == ["b", "none"]
+    assert [row["id"] for row in await stored_rows(db, "processes", "id")] == ["b", "none"]
     assert await storage.processes.find_by_id("a-0") is None
     assert await storage.processes.delete_by_owner("plugin", "plugin-a") == 0
 
@@ -194,7 +193,7 @@ async def test_delete_by_owner_spares_a_process_whose_owner_changed_while_it_wai
         # ... while an update gives a-3 another owner.
         await storage.processes.update("a-3", owner={"type": "plugin", "id": "plugin-b"}, updated_at=9)
     assert await deleting == 4
-    assert [row["id"] for row in file_rows(db, "processes", "id")] == ["a-3"]
+    assert [row["id"] for row in await stored_rows(db, "processes", "id")] == ["a-3"]
     moved = await storage.processes.find_by_id("a-3")
     assert moved is not None and moved.owner == {"type": "plugin", "id": "plugin-b"}
     assert moved == await Storage.from_database(db).processes.find_by_id("a-3")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from tortoise.exceptions import IntegrityError
 
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.sessions import SessionRecord, SessionsRepository
-from tests.storage.helpers import agent_storage
+from tests.storage.helpers import agent_storage, violated
 
 
 async def sessions_repository(storage: Storage) -> SessionsRepository:
@@ -140,6 +139,6 @@ async def test_mark_processed_fails_when_invalidated_at_changed(storage: Storage
 
 async def test_create_for_an_unknown_agent_raises_the_foreign_key_error(storage: Storage) -> None:
     sessions = await sessions_repository(storage)
-    with pytest.raises(IntegrityError, match="FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await sessions.create("missing-agent")
     assert await sessions.find_by_agent_id("missing-agent") == []

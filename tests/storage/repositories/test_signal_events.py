@@ -11,7 +11,7 @@ from daycare.storage.facade import Storage
 from daycare.storage.json_values import FrozenDict
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.signal_events import ABSENT, SignalEventRecord
-from tests.storage.seeds import file_rows
+from tests.storage.raw_rows import sql_run, stored_rows
 
 
 def event(
@@ -57,7 +57,7 @@ async def test_absent_data_is_null_and_json_null_is_text(storage: Storage, db: D
     await storage.signal_events.create(event("absent"))
     await storage.signal_events.create(event("null", data=None))
     await storage.signal_events.create(event("nested", data={"msg": "日本語", "list": [1, "✓"], "n": 1.5}))
-    rows = {row["id"]: row for row in file_rows(db, "signals_events", "id")}
+    rows = {row["id"]: row for row in await stored_rows(db, "signals_events", "id")}
     assert rows["absent"]["data"] is None
     assert rows["null"]["data"] == "null"
     assert rows["nested"]["data"] == '{"msg":"日本語","list":[1,"✓"],"n":1.5}'
@@ -71,16 +71,17 @@ async def test_absent_data_is_null_and_json_null_is_text(storage: Storage, db: D
 
 
 async def test_broken_json_falls_back(storage: Storage, db: Database) -> None:
-    await db.connection().execute_query(
+    await sql_run(
+        db,
         "INSERT INTO signals_events (id, user_id, type, source, data, created_at) "
-        "VALUES ('bad', 'u', 't', '{no', '[', 1)"
+        "VALUES ('bad', 'u', 't', '{no', '[', 1)",
     )
     record = await storage.signal_events.find_by_id("bad")
     assert record is not None
     assert record.source == {"type": "system", "userId": "unknown"}
     assert record.data is ABSENT
     # JS JSON.parse rejects NaN, so a stored NaN is not a payload either.
-    await db.connection().execute_query("UPDATE signals_events SET data = 'NaN'")
+    await sql_run(db, "UPDATE signals_events SET data = 'NaN'")
     fresh = await Storage.from_database(db).signal_events.find_by_id("bad")
     assert fresh is not None and fresh.data is ABSENT and repr(fresh.data) == "ABSENT"
 
@@ -120,14 +121,14 @@ async def test_every_read_asks_the_database(storage: Storage, db: Database) -> N
     repo = Storage.from_database(db).signal_events
     assert await repo.find_by_id("missing") is None
     assert [item.id for item in await repo.find_all()] == ["one"]
-    await db.connection().execute_query(
-        "INSERT INTO signals_events (id, user_id, type, source, created_at) VALUES ('late', 'u', 't', '{}', 3)"
+    await sql_run(
+        db, "INSERT INTO signals_events (id, user_id, type, source, created_at) VALUES ('late', 'u', 't', '{}', 3)"
     )
     late = await repo.find_by_id("late")
     assert late is not None and late.source == {}
     assert [item.id for item in await repo.find_all()] == ["one", "late"]
     assert [item.id for item in await repo.find_recent_all(1)] == ["late"]
-    await db.connection().execute_query("DELETE FROM signals_events WHERE id = 'one'")
+    await sql_run(db, "DELETE FROM signals_events WHERE id = 'one'")
     assert await repo.find_by_id("one") is None
     assert [item.id for item in await repo.find_all()] == ["late"]
 
@@ -165,5 +166,5 @@ async def test_offset_without_limit_skips_and_returns_the_rest(storage: Storage)
 async def test_create_overwrites_by_id(storage: Storage, db: Database) -> None:
     await storage.signal_events.create(event("e", data={"v": 1}))
     await storage.signal_events.create(event("e", type="other", data=ABSENT, created_at=9))
-    [row] = file_rows(db, "signals_events", "id")
+    [row] = await stored_rows(db, "signals_events", "id")
     assert (row["type"], row["data"], row["created_at"]) == ("other", None, 9)

@@ -7,7 +7,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 import pytest
-from tortoise.exceptions import IntegrityError
 
 from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
@@ -17,7 +16,8 @@ from daycare.storage.repositories.signal_subscriptions import (
     SignalSubscriptionsRepository,
     signal_type_matches_pattern,
 )
-from tests.storage.seeds import file_rows
+from tests.storage.helpers import violated
+from tests.storage.raw_rows import sql_run, stored_rows
 
 
 def subscription(
@@ -66,7 +66,7 @@ async def test_upsert_replaces_id_silent_and_updated_at_and_keeps_created_at(sto
     repo = storage.signal_subscriptions
     await repo.create(subscription("sub-1", "u", "a", "build:*", True, 10, 10))
     await repo.create(subscription("sub-2", "u", "a", "build:*", False, 99, 20))
-    assert file_rows(db, "signals_subscriptions", "id") == [
+    assert await stored_rows(db, "signals_subscriptions", "id") == [
         {
             "id": "sub-2",
             "user_id": "u",
@@ -85,9 +85,9 @@ async def test_upsert_replaces_id_silent_and_updated_at_and_keeps_created_at(sto
 
 async def test_an_id_taken_by_another_key_is_refused(storage: Storage, db: Database) -> None:
     await storage.signal_subscriptions.create(subscription("sub-1", "u", "a", "one", False, 1, 1))
-    with pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: signals_subscriptions.id"):
+    with violated("unique", "signals_subscriptions.id"):
         await storage.signal_subscriptions.create(subscription("sub-1", "u", "a", "two", False, 2, 2))
-    assert [row["pattern"] for row in file_rows(db, "signals_subscriptions", "id")] == ["one"]
+    assert [row["pattern"] for row in await stored_rows(db, "signals_subscriptions", "id")] == ["one"]
     assert await storage.signal_subscriptions.find_by_user_and_agent(Context("u", "a"), "two") is None
 
 
@@ -107,7 +107,7 @@ async def test_find_all_orders_and_caches(storage: Storage, db: Database) -> Non
     fresh = Storage.from_database(db).signal_subscriptions
     expected = ["s0", "s1", "s2", "s3"]
     assert [item.id for item in await fresh.find_all()] == expected
-    await db.connection().execute_query("DELETE FROM signals_subscriptions")
+    await sql_run(db, "DELETE FROM signals_subscriptions")
     assert [item.id for item in await fresh.find_all()] == expected
     assert await fresh.find_by_user_and_agent(Context("u9", "a"), "x") is None
     # A pattern is taken verbatim by delete: no trimming.

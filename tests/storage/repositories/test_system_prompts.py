@@ -13,7 +13,7 @@ from daycare.storage.db.database import Database
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.system_prompts import SystemPromptRecord, SystemPromptsRepository
 from tests.storage.cache_checks import assert_cache_matches
-from tests.storage.seeds import file_rows
+from tests.storage.raw_rows import sql_run, stored_rows
 
 _ids = itertools.count()
 
@@ -131,7 +131,7 @@ async def test_cached_find_all_is_ordered_like_the_query(storage: Storage, db: D
     assert [item.id for item in await storage.system_prompts.find_all()] == ["early", "late"]
     await storage.system_prompts.create(prompt(id="earliest", created_at=5))
     assert [item.id for item in await storage.system_prompts.find_all()] == ["earliest", "early", "late"]
-    await db.connection().execute_query("DELETE FROM system_prompts")
+    await sql_run(db, "DELETE FROM system_prompts")
     assert len(await storage.system_prompts.find_all()) == 3
     assert await storage.system_prompts.find_by_id("unknown") is None
 
@@ -153,7 +153,7 @@ async def test_update_rules_and_stored_bytes(storage: Storage, db: Database) -> 
     with pytest.raises(ValueError, match=r"prompt cannot be None"):
         await storage.system_prompts.update("p", prompt=None)  # type: ignore[arg-type]
     await storage.system_prompts.update("p", user_id=None, condition=None, scope="global", enabled=False)
-    assert file_rows(db, "system_prompts", "id") == [
+    assert await stored_rows(db, "system_prompts", "id") == [
         {
             "id": "p",
             "scope": "global",

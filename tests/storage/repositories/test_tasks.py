@@ -13,7 +13,7 @@ from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.tasks import TaskRecord, TasksRepository
 from tests.storage.cache_checks import assert_cache_matches
-from tests.storage.seeds import file_rows, file_types
+from tests.storage.raw_rows import sql_run, stored_rows, stored_types
 
 CTX = Context("user-1", "agent-1")
 
@@ -61,7 +61,7 @@ async def test_returns_cached_task_on_repeated_read(storage: Storage, db: Databa
     await storage.tasks.create(task("cached-task", description=None, code="print('cache')", created_at=1, updated_at=1))
     first = await storage.tasks.find_by_id(CTX, "cached-task")
     assert first is not None
-    await db.connection().execute_query("DELETE FROM tasks WHERE user_id = ? AND id = ?", ["user-1", "cached-task"])
+    await sql_run(db, "DELETE FROM tasks WHERE user_id = ? AND id = ?", ["user-1", "cached-task"])
     second = await storage.tasks.find_by_id(CTX, "cached-task")
     assert second is not None and second.id == "cached-task"
     # A second repository on the same file has its own cache and sees the row is gone.
@@ -95,7 +95,7 @@ async def test_same_id_under_two_users_is_two_tasks(db: Database) -> None:
     reader = Storage.from_database(db).tasks
     assert await reader.find_by_id(bob, "shared") is None
     assert await reader.find_by_id(alice, "shared") == alice_task
-    rows = file_rows(db, "tasks", "user_id")
+    rows = await stored_rows(db, "tasks", "user_id")
     assert [(row["user_id"], row["title"], row["deleted_at"] is None) for row in rows] == [
         ("alice", "Alice's new", True),
         ("bob", "Bob's", False),
@@ -109,7 +109,7 @@ async def test_soft_delete_keeps_the_id_reserved(storage: Storage, db: Database)
         await Storage.from_database(db).tasks.create(task(title="again"))
     with pytest.raises(ValueError, match=r"^Task id is reserved by a deleted task: task-1$"):
         await storage.tasks.create(task(title="again"))
-    [row] = file_rows(db, "tasks", "id")
+    [row] = await stored_rows(db, "tasks", "id")
     assert row["title"] == "Daily report" and row["deleted_at"] is not None
     # Another user can still use the id, and a soft-deleted task can still be updated.
     await storage.tasks.create(task(user_id="user-2"))
@@ -121,7 +121,7 @@ async def test_soft_delete_keeps_the_id_reserved(storage: Storage, db: Database)
 async def test_create_overwrites_a_live_task_and_trims_the_user(storage: Storage, db: Database) -> None:
     await storage.tasks.create(task(user_id="  user-1 "))
     await storage.tasks.create(task(title="Replaced", created_at=99, updated_at=99, description=None))
-    [row] = file_rows(db, "tasks", "id")
+    [row] = await stored_rows(db, "tasks", "id")
     assert row == {
         "id": "task-1",
         "user_id": "user-1",
@@ -163,7 +163,7 @@ async def test_update_merges_and_moves_between_users(storage: Storage, db: Datab
     assert await storage.tasks.find_any_by_id(CTX, "task-1") is None
     moved = await storage.tasks.find_by_id(Context("user-2"), "task-1")
     assert moved == task(user_id="user-2", description=None)
-    assert [(row["user_id"], row["id"]) for row in file_rows(db, "tasks", "id")] == [("user-2", "task-1")]
+    assert [(row["user_id"], row["id"]) for row in await stored_rows(db, "tasks", "id")] == [("user-2", "task-1")]
 
 
 async def test_records_are_frozen_and_stored_as_integers(storage: Storage, db: Database) -> None:
@@ -172,8 +172,8 @@ async def test_records_are_frozen_and_stored_as_integers(storage: Storage, db: D
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.title = "changed"  # type: ignore[misc]
     await storage.tasks.delete(CTX, "task-1")
-    assert file_types(db, "tasks", "deleted_at") == ["integer"]
-    assert file_types(db, "tasks", "created_at") == ["integer"]
+    assert await stored_types(db, "tasks", "deleted_at", "id") == ["integer"]
+    assert await stored_types(db, "tasks", "created_at", "id") == ["integer"]
 
 
 async def test_loads_racing_writes_leave_the_cache_equal_to_the_file(storage: Storage, db: Database) -> None:
@@ -212,7 +212,7 @@ async def test_delete_of_a_task_deleted_elsewhere_reports_false_and_rereads(stor
     await storage.tasks.create(task())
     assert await storage.tasks.find_by_id(CTX, "task-1") is not None  # cached as live
     assert await TasksRepository(db).delete(CTX, "task-1") is True
-    [row] = file_rows(db, "tasks", "id")
+    [row] = await stored_rows(db, "tasks", "id")
     assert await storage.tasks.delete(CTX, "task-1") is False
     deleted = await storage.tasks.find_any_by_id(CTX, "task-1")
     assert deleted is not None and deleted.deleted_at == row["deleted_at"]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from tortoise.exceptions import IntegrityError
 
 from daycare.storage.db import database as database_module
 from daycare.storage.db.database import Database, database_close, database_open
@@ -16,9 +14,10 @@ from daycare.storage.facade import Storage
 from daycare.storage.migrations.migrate import database_migrate
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.token_stats import TokenStatsRecord
-from tests.storage.seeds import agent_insert, file_rows, user_insert
+from tests.storage.helpers import violated
+from tests.storage.raw_rows import sql_run, stored_rows
+from tests.storage.seeds import agent_insert, user_insert
 
-PLAIN_BACKEND = "daycare.storage.db.backend"
 YIELDING_BACKEND = "tests.storage.yielding_backend"
 
 
@@ -93,38 +92,48 @@ async def test_filters_rows_by_range_and_identity(storage: Storage, db: Database
     assert len(by_model) == 2 and all(row.model == "openai/gpt-5" for row in by_model)
 
 
-@pytest.mark.parametrize("backend", [PLAIN_BACKEND, YIELDING_BACKEND])
-async def test_hundred_concurrent_increments_add_up_exactly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+async def hundred_increments_check(db: Database) -> None:
+    """A hundred concurrent increments of one row add up exactly."""
+    await seed(db, ("user-a", "agent-a"))
+    repo = Storage.from_database(db).token_stats
+    ctx = Context("user-a", "agent-a")
+    at = utc_ms(2026, 2, 26, 9, 0)
+
+    async def one(index: int) -> None:
+        await repo.increment(
+            ctx,
+            at=at + index,
+            model="m",
+            input=index,
+            output=1,
+            cache_read=2 * index,
+            cache_write=3,
+            cost=0.001 * index,
+        )
+
+    await asyncio.gather(*(one(index) for index in range(100)))
+    [row] = await repo.find_all()
+    assert (row.input, row.output, row.cache_read, row.cache_write) == (4950, 100, 9900, 300)
+    assert math.isclose(row.cost, 4.95, rel_tol=1e-12)
+
+
+async def test_hundred_concurrent_increments_add_up_exactly(db: Database) -> None:
+    """The sums are added by the database in one statement, so no increment is lost (on PostgreSQL
+    the increments run in concurrent transactions)."""
+    await hundred_increments_check(db)
+
+
+@pytest.mark.sqlite_only  # the yielding test backend is a SQLite backend
+async def test_hundred_concurrent_increments_add_up_exactly_on_a_yielding_driver(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The sums are added by the database in one statement, so no increment is lost, even on a
-    backend that yields to the event loop around every statement."""
-    monkeypatch.setattr(database_module, "BACKEND", backend)
-    db = await database_open(tmp_path / "stats.db")
+    """Even on a backend that yields to the event loop around every statement."""
+    monkeypatch.setattr(database_module, "BACKEND", YIELDING_BACKEND)
+    db = await database_open(sqlite_url)
     try:
-        assert type(db.connection()).__module__ == backend
+        assert type(db.connection()).__module__ == YIELDING_BACKEND
         await database_migrate(db)
-        await seed(db, ("user-a", "agent-a"))
-        repo = Storage.from_database(db).token_stats
-        ctx = Context("user-a", "agent-a")
-        at = utc_ms(2026, 2, 26, 9, 0)
-
-        async def one(index: int) -> None:
-            await repo.increment(
-                ctx,
-                at=at + index,
-                model="m",
-                input=index,
-                output=1,
-                cache_read=2 * index,
-                cache_write=3,
-                cost=0.001 * index,
-            )
-
-        await asyncio.gather(*(one(index) for index in range(100)))
-        [row] = await repo.find_all()
-        assert (row.input, row.output, row.cache_read, row.cache_write) == (4950, 100, 9900, 300)
-        assert math.isclose(row.cost, 4.95, rel_tol=1e-12)
+        await hundred_increments_check(db)
     finally:
         await database_close(db)
 
@@ -144,7 +153,7 @@ async def test_increment_normalises_and_skips_empty_work(storage: Storage, db: D
         await repo.increment(user_only, at=0, model="m", input=1, output=0, cache_read=0, cache_write=0, cost=0)
     await repo.increment(ctx, at=0, model=" m ", input=2.9, output=-3, cache_read=float("inf"), cache_write=0, cost=0)
     await repo.increment(ctx, at=0, model="m", input=0, output=0, cache_read=0, cache_write=0, cost=0.5)
-    rows = file_rows(db, "token_stats_hourly", "hour_start")
+    rows = await stored_rows(db, "token_stats_hourly", "hour_start")
     assert rows == [
         {
             "hour_start": 0,
@@ -178,7 +187,7 @@ async def test_find_many_uses_the_context(storage: Storage, db: Database) -> Non
 
 
 async def test_rows_need_their_user_and_agent(storage: Storage, db: Database) -> None:
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await storage.token_stats.increment(
             Context("ghost", "agent"), at=0, model="m", input=1, output=0, cache_read=0, cache_write=0, cost=0
         )
@@ -186,14 +195,20 @@ async def test_rows_need_their_user_and_agent(storage: Storage, db: Database) ->
     await storage.token_stats.increment(
         Context("user-a", "agent-a"), at=0, model="m", input=1, output=0, cache_read=0, cache_write=0, cost=0
     )
-    await db.connection().execute_query("DELETE FROM agents WHERE id = 'agent-a'")
+    await sql_run(db, "DELETE FROM agents WHERE id = 'agent-a'")
     assert await storage.token_stats.find_all() == []
 
 
+async def test_reads_floor_negative_values(storage: Storage, db: Database) -> None:
+    await seed(db, ("user-a", "agent-a"))
+    await sql_run(db, "INSERT INTO token_stats_hourly VALUES (0, 'user-a', 'agent-a', 'm', -4, 2, 0, -1, -0.5)")
+    [row] = await storage.token_stats.find_all()
+    assert (row.input, row.output, row.cache_read, row.cache_write, row.cost) == (0, 2, 0, 0, 0.0)
+
+
+@pytest.mark.sqlite_only  # only SQLite stores a REAL, text or infinity in an INTEGER column
 async def test_reads_floor_broken_values(storage: Storage, db: Database) -> None:
     await seed(db, ("user-a", "agent-a"))
-    await db.connection().execute_query(
-        "INSERT INTO token_stats_hourly VALUES (0, 'user-a', 'agent-a', 'm', -4, 2.7, 'x', 9e999, -0.5)"
-    )
+    await sql_run(db, "INSERT INTO token_stats_hourly VALUES (0, 'user-a', 'agent-a', 'm', -4, 2.7, 'x', 9e999, -0.5)")
     [row] = await storage.token_stats.find_all()
     assert (row.input, row.output, row.cache_read, row.cache_write, row.cost) == (0, 2, 0, 0, 0.0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,10 +17,12 @@ from daycare.storage.facade import Storage
 from daycare.storage.identifiers import nametag_generate
 from daycare.storage.repositories import users as users_module
 from daycare.storage.repositories.users import UserRecord, UsersRepository, connector_key_create
+from tests.storage.helpers import violated
+from tests.storage.raw_rows import sql_rows, sql_run, stored_query
 
 
 async def user_count(db: Database) -> int:
-    _, rows = await db.connection().execute_query("SELECT COUNT(*) AS n FROM users")
+    rows = await sql_rows(db, "SELECT COUNT(*) AS n FROM users")
     return int(rows[0]["n"])
 
 
@@ -67,7 +68,7 @@ async def test_returns_cached_user_on_repeated_read(db: Database) -> None:
     first = await users.find_by_id(created.id)
     assert first is not None and first.id == created.id
 
-    await db.connection().execute_query("DELETE FROM users WHERE id = ?", [created.id])
+    await sql_run(db, "DELETE FROM users WHERE id = ?", [created.id])
     second = await users.find_by_id(created.id)
     assert second is not None and second.id == created.id
 
@@ -75,13 +76,13 @@ async def test_returns_cached_user_on_repeated_read(db: Database) -> None:
 async def test_loads_from_db_on_cache_miss_and_invalidates_after_delete(db: Database) -> None:
     """usersRepository.spec: loads from db on cache miss and invalidates after delete."""
     users = UsersRepository(db)
-    connection = db.connection()
-    await connection.execute_query(
+    await sql_run(
+        db,
         "INSERT INTO users (id, is_owner, nametag, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-        ["user-1", 0, "brave-wolf-99", 10, 11],
+        ["user-1", False, "brave-wolf-99", 10, 11],
     )
-    await connection.execute_query(
-        "INSERT INTO user_connector_keys (user_id, connector_key) VALUES (?, ?)", ["user-1", "telegram:1"]
+    await sql_run(
+        db, "INSERT INTO user_connector_keys (user_id, connector_key) VALUES (?, ?)", ["user-1", "telegram:1"]
     )
     loaded = await users.find_by_id("user-1")
     assert loaded is not None and loaded.id == "user-1"
@@ -151,7 +152,7 @@ async def test_create_key_race_leaves_no_orphan_user(db: Database) -> None:
     users = UsersRepository(db)
     await users.create(connector_key="telegram:taken")
     before = await user_count(db)
-    with pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: user_connector_keys\.connector_key"):
+    with violated("unique", "user_connector_keys.connector_key"):
         await users.create(id="loser", connector_key="telegram:taken")
     assert await user_count(db) == before
     assert await UsersRepository(db).find_by_id("loser") is None
@@ -161,7 +162,7 @@ async def test_create_key_race_leaves_no_orphan_user(db: Database) -> None:
 async def test_create_with_explicit_nametag_raises_raw_unique_error(db: Database) -> None:
     users = UsersRepository(db)
     await users.create(nametag="same123")
-    with pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: users\.nametag"):
+    with violated("unique", "users.nametag"):
         await users.create(nametag="same123")
 
 
@@ -193,12 +194,12 @@ async def test_create_gives_up_after_100_taken_nametags(db: Database, monkeypatc
 
 async def test_create_raw_errors_for_second_owner_duplicate_id_and_unknown_parent(db: Database) -> None:
     users = UsersRepository(db)
-    with pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: users\.is_owner"):
+    with violated("unique", "users.is_owner"):
         await users.create(is_owner=True)
     created = await users.create()
-    with pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: users\.id"):
+    with violated("unique", "users.id"):
         await users.create(id=created.id)
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await users.create(parent_user_id="nobody")
 
 
@@ -212,16 +213,14 @@ async def test_find_many_orders_and_short_circuits_once_loaded(db: Database) -> 
     assert listed[3].is_owner  # the bootstrap owner was created now
 
     # All loaded: a row added behind the cache's back is not seen, and a miss is final.
-    await db.connection().execute_query(
-        "INSERT INTO users (id, is_owner, nametag, created_at, updated_at) VALUES ('raw', 0, 'raw123', 9, 9)"
+    await sql_run(
+        db, "INSERT INTO users (id, is_owner, nametag, created_at, updated_at) VALUES ('raw', FALSE, 'raw123', 9, 9)"
     )
     assert await users.find_by_id("raw") is None
     assert await users.find_by_nametag("raw123") is None
     assert [user.id for user in await users.find_all()] == [user.id for user in listed]
     # find_by_connector_key still asks the database (legacy did not short-circuit it).
-    await db.connection().execute_query(
-        "INSERT INTO user_connector_keys (user_id, connector_key) VALUES ('raw', 'telegram:raw')"
-    )
+    await sql_run(db, "INSERT INTO user_connector_keys (user_id, connector_key) VALUES ('raw', 'telegram:raw')")
     assert await users.find_by_connector_key("telegram:raw") is None
 
 
@@ -243,9 +242,7 @@ async def test_update_writes_only_owner_flag_and_times(db: Database) -> None:
     users = UsersRepository(db)
     created = await users.create(name="Ann", created_at=1, updated_at=1)
     await users.update(created.id, created_at=4, updated_at=5)
-    _, rows = await db.connection().execute_query(
-        "SELECT is_owner, name, created_at, updated_at FROM users WHERE id = ?", [created.id]
-    )
+    rows = await sql_rows(db, "SELECT is_owner, name, created_at, updated_at FROM users WHERE id = ?", [created.id])
     assert dict(rows[0]) == {"is_owner": 0, "name": "Ann", "created_at": 4, "updated_at": 5}
     with pytest.raises(LookupError, match=r"^User not found: missing$"):
         await users.update("missing", updated_at=1)
@@ -256,7 +253,7 @@ async def test_delete_of_missing_user_is_a_no_op_and_parent_with_children_fails(
     await users.delete("missing")
     parent = await users.create(connector_key="telegram:parent")
     await users.create(parent_user_id=parent.id)
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed"):
+    with violated("foreign key"):
         await users.delete(parent.id)
     assert await users.find_by_connector_key("telegram:parent") == parent
 
@@ -266,7 +263,7 @@ async def test_add_connector_key_requires_the_user_and_a_free_key(db: Database) 
     with pytest.raises(LookupError, match=r"^User not found: missing$"):
         await users.add_connector_key("missing", "telegram:1")
     created = await users.create(connector_key="telegram:1")
-    with pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: user_connector_keys\.connector_key"):
+    with violated("unique", "user_connector_keys.connector_key"):
         await users.add_connector_key(created.id, "telegram:1")
     await users.add_connector_key(created.id, " untrimmed ")
     assert await users.find_by_connector_key(" untrimmed ") is not None
@@ -290,7 +287,7 @@ async def test_records_are_frozen(db: Database) -> None:
 async def test_is_empty_reads_one_row_at_most(db: Database) -> None:
     users = UsersRepository(db)
     assert await users.is_empty() is False
-    await db.connection().execute_query("DELETE FROM users")
+    await sql_run(db, "DELETE FROM users")
     assert await UsersRepository(db).is_empty() is True
 
 
@@ -299,12 +296,11 @@ async def test_rows_are_stored_as_legacy_wrote_them(storage: Storage) -> None:
         id="u1", name="Carol O'Brien ☕", nametag="carol123", created_at=10, connector_key="telegram:5"
     )
     await storage.users.add_connector_key(created.id, "whatsapp:+1")
-    assert storage.db.path is not None
-    with sqlite3.connect(storage.db.path) as plain:
-        user = plain.execute("SELECT *, typeof(is_owner) FROM users WHERE id = 'u1'").fetchone()
-        keys = plain.execute("SELECT user_id, connector_key FROM user_connector_keys ORDER BY id").fetchall()
-    assert user == ("u1", 0, 10, 10, None, "Carol O'Brien ☕", "carol123", "integer")
-    assert keys == [("u1", "telegram:5"), ("u1", "whatsapp:+1")]
+    [user] = await stored_query(storage.db, "SELECT * FROM users WHERE id = 'u1'")
+    keys = await stored_query(storage.db, "SELECT user_id, connector_key FROM user_connector_keys ORDER BY id")
+    assert tuple(user.values()) == ("u1", 0, 10, 10, None, "Carol O'Brien ☕", "carol123")
+    assert type(user["is_owner"]) is (bool if storage.db.dialect == "postgres" else int)  # BOOLEAN, or INTEGER 0/1
+    assert [tuple(key.values()) for key in keys] == [("u1", "telegram:5"), ("u1", "whatsapp:+1")]
 
 
 @pytest.mark.parametrize("reader", ["_row_load", "_read_with_keys"])
@@ -352,7 +348,7 @@ async def test_nfc_and_nfd_spellings_of_a_key_are_one_user(storage: Storage, db:
     second = await storage.resolve_user_by_connector_key(NFC_KEY)
     third = await Storage.from_database(db).resolve_user_by_connector_key(f" {NFD_KEY} ")
     assert first.id == second.id == third.id
-    _, rows = await db.connection().execute_query("SELECT connector_key FROM user_connector_keys")
+    rows = await sql_rows(db, "SELECT connector_key FROM user_connector_keys")
     assert [row["connector_key"] for row in rows] == [NFC_KEY]
     fresh = UsersRepository(db)
     for spelling in (NFC_KEY, NFD_KEY):
@@ -365,9 +361,7 @@ async def test_nfc_and_nfd_spellings_of_a_key_are_one_user(storage: Storage, db:
 
 async def test_a_key_an_older_version_stored_in_nfd_is_found_by_either_spelling(storage: Storage, db: Database) -> None:
     user = await storage.create_user()
-    await db.connection().execute_query(
-        "INSERT INTO user_connector_keys (user_id, connector_key) VALUES (?, ?)", [user.id, NFD_KEY]
-    )
+    await sql_run(db, "INSERT INTO user_connector_keys (user_id, connector_key) VALUES (?, ?)", [user.id, NFD_KEY])
     for spelling in (NFC_KEY, NFD_KEY):
         found = await UsersRepository(db).find_by_connector_key(spelling)
         assert found is not None and found.id == user.id
@@ -379,7 +373,7 @@ async def test_a_key_an_older_version_stored_in_nfd_is_found_by_either_spelling(
 async def test_nametags_are_stored_and_found_in_nfc(storage: Storage, db: Database) -> None:
     user = await storage.create_user(nametag="Zoe\u0308")
     assert user.nametag == "Zoë"
-    _, rows = await db.connection().execute_query("SELECT nametag FROM users WHERE id = ?", [user.id])
+    rows = await sql_rows(db, "SELECT nametag FROM users WHERE id = ?", [user.id])
     assert rows[0]["nametag"] == "Zoë"
     for spelling in ("Zoë", "Zoe\u0308", " Zoë "):
         found = await UsersRepository(db).find_by_nametag(spelling)

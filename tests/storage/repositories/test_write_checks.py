@@ -14,6 +14,7 @@ from daycare.storage.repositories.channel_messages import ChannelMessageRecord
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.history import HistoryRecord
 from tests.storage.helpers import agent_record, owner_id
+from tests.storage.raw_rows import stored_rows
 from tests.storage.repositories.test_channels import channel
 from tests.storage.repositories.test_cron_tasks import trigger
 from tests.storage.repositories.test_delayed_signals import delayed
@@ -270,8 +271,16 @@ CASES: list[tuple[str, str, type[Exception], str, Write]] = [
 ]
 
 
+# The primary key of the tables whose key is not `id`.
+KEYS = {
+    "tasks": "user_id, id",
+    "connections": "user_a_id, user_b_id",
+    "token_stats_hourly": "hour_start, user_id, agent_id, model",
+}
+
+
 async def _rows(storage: Storage, table: str) -> list[dict[str, Any]]:
-    return list(await storage.db.connection().execute_query_dict(f"SELECT * FROM {table} ORDER BY rowid"))
+    return await stored_rows(storage.db, table, KEYS.get(table, "id"))
 
 
 @pytest.mark.parametrize(("table", "what", "error", "message", "write"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
