@@ -37,11 +37,41 @@ if TYPE_CHECKING:
 _RETURNING = " RETURNING "
 
 
+class TextWithNul(ValueError):
+    """A text value holds a NUL character, which PostgreSQL's text type cannot store."""
+
+
+def _nul_check(exc: asyncpg.PostgresError) -> None:
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError) and "0x00" in str(exc):
+        raise TextWithNul(
+            "A text value holds a NUL character (\\x00), which PostgreSQL cannot store; nothing was written."
+            " Remove the character (SQLite files can hold it, PostgreSQL cannot)."
+        ) from exc
+
+
 class _RowsReturned:
-    """`execute_query` that keeps the rows of a write with RETURNING."""
+    """`execute_query` that keeps the rows of a write with RETURNING, and names a NUL in text."""
+
+    async def execute_query(self, query: str, values: list[Any] | None = None) -> tuple[int, list[Any]]:
+        try:
+            result: tuple[int, list[Any]] = await self._query_run(query, values)
+            return result
+        except OperationalError as exc:
+            if isinstance(exc.__cause__, asyncpg.PostgresError):
+                _nul_check(exc.__cause__)
+            raise
+
+    async def execute_insert(self, query: str, values: list[Any]) -> Any:
+        try:
+            client: Any = super()
+            return await client.execute_insert(query, values)
+        except OperationalError as exc:
+            if isinstance(exc.__cause__, asyncpg.PostgresError):
+                _nul_check(exc.__cause__)
+            raise
 
     @translate_exceptions
-    async def execute_query(self, query: str, values: list[Any] | None = None) -> tuple[int, list[Any]]:
+    async def _query_run(self, query: str, values: list[Any] | None) -> tuple[int, list[Any]]:
         client: Any = self
         async with client.acquire_connection() as connection:
             params = [query, *values] if values else [query]
