@@ -1,4 +1,4 @@
-"""The `daycare` command: upgrade, db status, db check, start and restore.
+"""The `daycare` command: upgrade, db status, db check, db copy, start and restore.
 
 User errors print a few lines and exit 1; they never show a traceback. The exit codes are in
 EXIT_CODES, which `daycare --help` shows. Log lines go to stderr with a timestamp.
@@ -31,6 +31,7 @@ from daycare.storage.db.database import (
 )
 from daycare.storage.db.lock import UPGRADE, database_lock_wait
 from daycare.storage.errors import StorageError
+from daycare.storage.migrations.copy import database_copy
 from daycare.storage.migrations.inspection import FileKind, FileState
 from daycare.storage.migrations.legacy import LEGACY_STEPS
 from daycare.storage.migrations.legacy.context import LegacySkips
@@ -69,8 +70,10 @@ def _version() -> str:
 
 def _location_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--db", metavar="PATH", help="database file or sqlite:// URL")
-    where.add_argument("--settings", metavar="PATH", help="settings.json naming engine.dbPath or engine.dataDir")
+    where.add_argument("--db", metavar="PATH", help="database file, sqlite:// URL or postgres:// URL")
+    where.add_argument(
+        "--settings", metavar="PATH", help="settings.json naming engine.db.url, engine.dbPath or engine.dataDir"
+    )
 
 
 def parser_build() -> argparse.ArgumentParser:
@@ -84,13 +87,29 @@ def parser_build() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     upgrade = commands.add_parser("upgrade", help="bring the database up to date")
     _location_arguments(upgrade)
-    upgrade.add_argument("--no-backup", action="store_true", help="do not write <name>.bak-<time> first")
+    upgrade.add_argument(
+        "--no-backup",
+        action="store_true",
+        help="do not write <name>.bak-<time> (PostgreSQL: a pg_dump archive in <daycare home>/backups/) first",
+    )
     db = commands.add_parser("db", help="inspect the database")
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     _location_arguments(db_commands.add_parser("status", help="fresh, legacy or under Aerich; applied and pending"))
     check = db_commands.add_parser("check", help="compare the schema with the expected one")
     _location_arguments(check)
     check.add_argument("--data", action="store_true", help="then read every row and list those that cannot be read")
+    copy = db_commands.add_parser("copy", help="copy every row into a new database (SQLite to PostgreSQL, or back)")
+    copy.add_argument(
+        "--from", dest="source", metavar="SRC", required=True, help="the database to copy (path or URL), read only"
+    )
+    copy.add_argument(
+        "--to",
+        dest="target",
+        metavar="DST",
+        required=True,
+        help="a new file, or an empty PostgreSQL database or schema",
+    )
+    copy.set_defaults(db=None, settings=None)  # it names its databases itself
     start = commands.add_parser("start", help="run the engine until SIGINT, SIGTERM or SIGHUP")
     _location_arguments(start)
     restore = commands.add_parser("restore", help="put a backup in place of the database (the current file is kept)")
@@ -130,7 +149,7 @@ async def command_upgrade(config: Config, args: argparse.Namespace) -> int:
     migrating = False
     try:
         # Held for the whole upgrade; another upgrade is waited for, a running engine refuses it.
-        with await database_lock_wait(location.path, UPGRADE, notify=print) or contextlib.nullcontext():
+        async with await database_lock_wait(location, UPGRADE, notify=print) or contextlib.nullcontext():
             database_writable_check(location.path)  # before SQLite opens it and leaves read-only -wal and -shm
             db = await database_open(location)
             try:
@@ -163,9 +182,10 @@ async def _interrupted_text(location: DatabaseLocation, headline: str, command: 
         now = f"{location.display} is now {_state_text(status.state)}; pending: {', '.join(status.pending) or 'none'}."
     except StorageError as exc:
         now = f"Its state could not be read: {exc.problem}"
+    what = "The database" if location.server is not None else "The file"
     return "\n".join(
         (
-            f"{headline} The file is consistent: each legacy step and each migration commits on its own (a long"
+            f"{headline} {what} is consistent: each legacy step and each migration commits on its own (a long"
             " step in batches), so what finished is kept and what was running was rolled back.",
             now,
             f"Run {command} again to continue from there.",
@@ -273,7 +293,15 @@ async def command_start(config: Config, args: argparse.Namespace) -> int:
     starting = None
     try:
         log.info("%s", (await engine.summary()).line())
-        await stopping.wait()
+        # Until a signal, or until the engine stops by itself (it lost its PostgreSQL lock).
+        waits = {asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(engine.failed.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        if not stopping.is_set() and engine.failure is not None:
+            raise StorageError(engine.failure, "Start it again once the database server can be reached.")
         log.info("stopping the engine (%s)", received[0].name if received else "stop requested")
     finally:
         await engine.stop()
@@ -286,10 +314,38 @@ async def command_restore(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def command_copy(config: Config, args: argparse.Namespace) -> int:
+    source, target = database_location(args.source), database_location(args.target)
+    try:
+        copied = await database_copy(source, target, notify=print, progress=ProgressBar())
+    except asyncio.CancelledError:
+        raise CommandInterrupted(
+            f"interrupted; nothing was copied: the copy's transaction on {target.display} was rolled back."
+        ) from None
+    except BaseORMException as exc:  # met outside the copy's own checks: a lost server, a full disk
+        raise _copy_failure(source, target, exc) from None
+    print("\n".join(copied.lines()))
+    return 0
+
+
+def _copy_failure(source: DatabaseLocation, target: DatabaseLocation, exc: BaseORMException) -> StorageError:
+    """What a database error met by `db copy` means, for whichever side it can be told of; re-raises a defect."""
+    outcome = "Nothing was copied"
+    for location in (target, source):
+        if location.server is not None:
+            failure = postgres_failure(location, exc, outcome=outcome)
+        else:
+            failure = database_failure(location.path, exc, outcome=outcome) if location.path else None
+        if failure is not None:
+            return failure
+    raise exc
+
+
 COMMANDS: dict[tuple[str, str | None], Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     ("upgrade", None): command_upgrade,
     ("db", "status"): command_status,
     ("db", "check"): command_check,
+    ("db", "copy"): command_copy,
     ("start", None): command_start,
     ("restore", None): command_restore,
 }
@@ -298,11 +354,13 @@ COMMANDS: dict[tuple[str, str | None], Callable[[Config, argparse.Namespace], Co
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns its exit code."""
     path = None
+    location = None
     try:
         args = parser_build().parse_args(argv)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
         config = config_load(db=args.db, settings=args.settings)
-        path = database_location(config.db_location).path
+        location = database_location(config.db_location)
+        path = location.path
         command = COMMANDS[(args.command, getattr(args, "db_command", None))]
         return asyncio.run(command(config, args))
     except StorageError as exc:
@@ -310,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BaseORMException as exc:
         # A damaged file, a full disk or a read-only file met after the open; anything else is a defect.
+        if location is not None and location.server is not None:
+            return _postgres_failure_report(location, exc, args)
         if path is None:
             raise
         outcome = "What had completed is kept and the change that failed was rolled back"
@@ -326,6 +386,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("daycare: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        # On PostgreSQL the driver's own errors (a lost connection, a server shutting down) reach here.
+        if location is None or location.server is None:
+            raise
+        return _postgres_failure_report(location, exc, args)
+
+
+def _postgres_failure_report(location: DatabaseLocation, exc: Exception, args: argparse.Namespace) -> int:
+    """Prints what a PostgreSQL error met after connecting means and returns 1; re-raises a defect."""
+    outcome = "What had completed is kept and the change that failed was rolled back"
+    if args.command == "db":
+        outcome = "The database was left as it was"
+    failure = postgres_failure(location, exc, outcome=outcome)
+    if failure is None:
+        raise exc
+    print(f"daycare: {failure}", file=sys.stderr)
+    return 1
+
+
+def postgres_failure(location: DatabaseLocation, exc: BaseException, *, outcome: str) -> StorageError | None:
+    """The error to show for `exc`, met on the PostgreSQL database at `location`; None for a defect.
+
+    A lost connection, a server that shuts down or refuses a new connection, a full disk, missing
+    privileges and a read-only server each say so; anything else (a bad statement) is a defect.
+    """
+    import asyncpg  # only on PostgreSQL
+
+    from daycare.storage.db.postgres_backend import postgres_connect_failure
+
+    where = location.display
+    cause: BaseException = exc
+    while isinstance(cause, BaseORMException) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    if isinstance(cause, (asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError, ConnectionError)):
+        return StorageError(
+            f"Lost the connection to the PostgreSQL server ({where}): {cause}.",
+            f"{outcome}. Check that the server runs, then run the command again.",
+        )
+    if isinstance(cause, (asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, OSError, TimeoutError)):
+        return postgres_connect_failure(location, cause)
+    if isinstance(cause, (asyncpg.DiskFullError, asyncpg.InsufficientResourcesError)):
+        return StorageError(f"The PostgreSQL server ({where}) is out of resources: {cause}.", f"{outcome}.")
+    if isinstance(cause, asyncpg.InsufficientPrivilegeError):
+        return StorageError(
+            f"The PostgreSQL user lacks a privilege on {where}: {cause}.",
+            f"{outcome}. Grant the user the rights on the database and its schema (CREATE, USAGE, and on the tables).",
+        )
+    if isinstance(cause, asyncpg.ReadOnlySQLTransactionError):
+        return StorageError(
+            f"The PostgreSQL server ({where}) accepts no writes: {cause}.",
+            f"{outcome}. A standby (replica) cannot be written; point the URL at the primary.",
+        )
+    return None
 
 
 if __name__ == "__main__":

@@ -326,6 +326,8 @@ async def copy_rows_read(
             yield rows
 
 
+COPY_INDEX_MEMORY = "256MB"  # maintenance_work_mem while a copy builds its indexes
+
 # The keys and indexes of the tables being copied, as statements that create them again.
 _COPY_CONSTRAINTS = f"""
 SELECT c.relname AS tbl, k.conname AS name, k.contype::text AS kind, pg_get_constraintdef(k.oid) AS definition
@@ -353,6 +355,8 @@ async def copy_write_begin(conn: BaseDBAsyncClient, tables: Sequence[str]) -> li
     row, and a foreign key added afterwards is checked by one join. Run it inside the copy's
     transaction: a rollback brings every key and index back as it was.
     """
+    # More memory for the index builds than the default 64MB, for this transaction only: fewer sort passes.
+    await conn.execute_script(f"SET LOCAL maintenance_work_mem = '{COPY_INDEX_MEMORY}'")
     constraints = await conn.execute_query_dict(_COPY_CONSTRAINTS, [list(tables)])
     indexes = await conn.execute_query_dict(_COPY_INDEXES, [list(tables)])
     drops: list[str] = []
@@ -396,7 +400,7 @@ def _copy_error(exc: Exception) -> Exception:
     from tortoise.exceptions import IntegrityError, OperationalError
 
     detail = getattr(exc, "detail", None)
-    detail = f" ({detail})" if detail else ""
+    detail = f" ({detail})" if detail and detail not in str(exc) else ""
     error = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else OperationalError
     return error(f"{exc}{detail}")
 

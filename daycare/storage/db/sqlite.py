@@ -7,8 +7,9 @@ SQL themselves; a PostgreSQL backend gets a module of its own with the same func
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pypika_tortoise.queries import Table
 from pypika_tortoise.terms import Field, Term
@@ -188,3 +189,120 @@ async def table_foreign_keys(conn: BaseDBAsyncClient, table: str) -> list[Foreig
 def table_autoincrement(table_sql: str) -> bool:
     """Whether a CREATE TABLE statement declares AUTOINCREMENT (it changes how rowids are reused)."""
     return bool(re.search(r"\bAUTOINCREMENT\b", table_sql, re.IGNORECASE))
+
+
+# Copying a whole database (`daycare db copy`): rows read in a stated order, in pages, and written in bulk.
+
+# The column that orders a table's rows as they were inserted (see `insertion_order`).
+INSERTION_ORDER = "rowid"
+COPY_CACHE_KIB = 256 * 1024  # the page cache of a connection that writes a copy
+
+
+def _copy_name(name: str) -> str:
+    return name if name == INSERTION_ORDER else '"' + name.replace('"', '""') + '"'
+
+
+async def copy_snapshot_begin(conn: BaseDBAsyncClient) -> None:
+    """Nothing to do: on SQLite the open transaction's first read fixes what every later read of it sees."""
+
+
+async def copy_rows_read(
+    conn: BaseDBAsyncClient,
+    table: str,
+    columns: Sequence[str],
+    order: Sequence[str],
+    batch: int,
+    text_columns: Collection[str] = (),
+) -> AsyncGenerator[Sequence[Sequence[Any]], None]:
+    """Every row of `table` sorted by `order` (columns, or INSERTION_ORDER), `batch` rows at a time.
+
+    Each row holds `columns`, then the `order` columns not among them. Text sorts by its bytes (the
+    schema's columns use SQLite's default collation), so `text_columns` needs nothing here. Pages
+    are read by key (WHERE (order) > (last row's)): call it inside a transaction, with an `order`
+    that is unique and never NULL.
+    """
+    extra = [name for name in order if name not in columns]
+    selected = [*columns, *extra]
+    positions = [selected.index(name) for name in order]
+    listed = ", ".join(_copy_name(name) for name in selected)
+    ordering = ", ".join(_copy_name(name) for name in order)
+    head = f"SELECT {listed} FROM {_copy_name(table)}"
+    tail = f"ORDER BY {ordering} LIMIT {int(batch)}"
+    after = f"{head} WHERE ({ordering}) > ({', '.join('?' for _ in order)}) {tail}"
+    _, rows = await conn.execute_query(f"{head} {tail}")
+    while rows:
+        yield cast(Sequence[Sequence[Any]], rows)  # the driver's rows: tuples that also have names
+        if len(rows) < batch:
+            return
+        last = rows[-1]
+        _, rows = await conn.execute_query(after, [last[position] for position in positions])
+
+
+async def copy_write_begin(conn: BaseDBAsyncClient, tables: Sequence[str]) -> list[str]:
+    """Prepares `tables` (parents before children) for a bulk write; returns the statements that
+    copy_write_end runs once the rows are in.
+
+    Foreign keys are checked at the commit, so rows may come before the rows they refer to (a user
+    before its parent user). The indexes with SQL text (not those behind PRIMARY KEY and UNIQUE)
+    are dropped, to be made again from that text: one sort after the rows are in is faster than
+    updating an index row by row. Not those of a table whose foreign key refers to itself: while a
+    deferred key is unresolved, SQLite looks up the children of every row inserted into the
+    parent table, by their index, and only there do parent rows arrive after children. A larger
+    page cache, for this connection, keeps the rest in memory. Run it inside the copy's
+    transaction: a rollback undoes it all.
+    """
+    await conn.execute_query("PRAGMA defer_foreign_keys = ON")
+    await conn.execute_query(f"PRAGMA cache_size = {-COPY_CACHE_KIB}")
+    self_referring = {table for table in tables if any(k.table == table for k in await table_foreign_keys(conn, table))}
+    marks = ", ".join("?" for _ in tables)
+    indexes = await conn.execute_query_dict(
+        f"SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        f" AND tbl_name IN ({marks}) ORDER BY tbl_name, name",
+        list(tables),
+    )
+    dropped = [index for index in indexes if index["tbl_name"] not in self_referring]
+    for index in dropped:
+        await conn.execute_query(f"DROP INDEX {_copy_name(str(index['name']))}")
+    return [str(index["sql"]) for index in dropped]
+
+
+async def copy_write_end(conn: BaseDBAsyncClient, statements: Sequence[str]) -> None:
+    """Runs what copy_write_begin returned."""
+    for statement in statements:
+        await conn.execute_script(statement)
+
+
+async def copy_rows_write(
+    conn: BaseDBAsyncClient, table: str, columns: Sequence[str], batches: AsyncIterator[Sequence[Sequence[Any]]]
+) -> None:
+    """Inserts every row of `batches` (values in the order of `columns`) into `table`, one executemany per batch."""
+    listed = ", ".join(_copy_name(name) for name in columns)
+    insert = f"INSERT INTO {_copy_name(table)} ({listed}) VALUES ({', '.join('?' for _ in columns)})"
+    async for rows in batches:
+        await conn.execute_many(insert, rows)  # type: ignore[arg-type]
+
+
+async def copy_foreign_key_violation(
+    conn: BaseDBAsyncClient, keys: Mapping[str, Sequence[str]]
+) -> tuple[str, Sequence[Any], str] | None:
+    """A row whose foreign key names no row, as (table, its `keys[table]` values, parent table); None if none."""
+    rows = await conn.execute_query_dict("PRAGMA foreign_key_check")
+    if not rows:
+        return None
+    table, rowid, parent = str(rows[0]["table"]), int(rows[0]["rowid"]), str(rows[0]["parent"])
+    listed = ", ".join(_copy_name(name) for name in keys[table])
+    found = await conn.execute_query_dict(f"SELECT {listed} FROM {_copy_name(table)} WHERE rowid = ?", [rowid])
+    return table, list(found[0].values()) if found else [f"rowid {rowid}"], parent
+
+
+async def copy_sequence_read(conn: BaseDBAsyncClient, table: str, column: str) -> int:
+    """The largest id an AUTOINCREMENT key of `table` has handed out (sqlite_sequence); 0 when none."""
+    rows = await conn.execute_query_dict("SELECT seq FROM sqlite_sequence WHERE name = ?", [table])
+    return int(rows[0]["seq"] or 0) if rows else 0
+
+
+async def copy_sequence_set(conn: BaseDBAsyncClient, table: str, column: str, value: int) -> None:
+    """Makes the next AUTOINCREMENT id of `table` larger than `value` (and than every id it holds)."""
+    count, _ = await conn.execute_query("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", [value, table])
+    if not count and value > 0:
+        await conn.execute_query("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [table, value])
