@@ -322,13 +322,15 @@ async def command_copy(config: Config, args: argparse.Namespace) -> int:
         raise CommandInterrupted(
             f"interrupted; nothing was copied: the copy's transaction on {target.display} was rolled back."
         ) from None
-    except BaseORMException as exc:  # met outside the copy's own checks: a lost server, a full disk
+    except StorageError:
+        raise
+    except Exception as exc:  # met outside the copy's own checks: a lost server, a full disk
         raise _copy_failure(source, target, exc) from None
     print("\n".join(copied.lines()))
     return 0
 
 
-def _copy_failure(source: DatabaseLocation, target: DatabaseLocation, exc: BaseORMException) -> StorageError:
+def _copy_failure(source: DatabaseLocation, target: DatabaseLocation, exc: Exception) -> StorageError:
     """What a database error met by `db copy` means, for whichever side it can be told of; re-raises a defect."""
     outcome = "Nothing was copied"
     for location in (target, source):

@@ -394,6 +394,15 @@ async def copy_write_end(conn: BaseDBAsyncClient, statements: Sequence[str]) -> 
         raise _copy_error(exc) from exc
 
 
+def _copy_connection_lost(connection: Any) -> bool:
+    import asyncpg
+
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:  # released by its pool: its session ended
+        return True
+
+
 def _copy_error(exc: Exception) -> Exception:
     """Tortoise's exception for a server error met while copying, with the server's detail (it names the key)."""
     import asyncpg
@@ -414,14 +423,16 @@ async def copy_rows_write(
     """
     import asyncpg  # only when PostgreSQL is used
 
-    async def rows() -> AsyncIterator[Sequence[Any]]:
+    async def rows(connection: Any) -> AsyncIterator[Sequence[Any]]:
         async for batch in batches:
+            if _copy_connection_lost(connection):  # stop feeding a dead socket: COPY then fails at once
+                return
             for row in batch:
                 yield row
 
     try:
         async with conn.acquire_connection() as connection:
-            await connection.copy_records_to_table(table, records=rows(), columns=list(columns))
+            await connection.copy_records_to_table(table, records=rows(connection), columns=list(columns))
     except asyncpg.PostgresError as exc:
         raise _copy_error(exc) from exc
 

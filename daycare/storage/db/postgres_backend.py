@@ -20,6 +20,7 @@ Two more departures from Tortoise's client, as in the SQLite backend:
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -222,7 +223,9 @@ class _TransactionContext(TransactionContext):
                     await self.client.commit()
                     clean = True
                 elif exc_type is not TransactionManagementError:  # a failed transaction cannot roll back
-                    await self.client.rollback()
+                    # A lost session's transaction is gone already: the server rolled it back.
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        await self.client.rollback()
         finally:
             assert self._handler is not None
             self._handler.reset(self._token)

@@ -195,7 +195,7 @@ def table_autoincrement(table_sql: str) -> bool:
 
 # The column that orders a table's rows as they were inserted (see `insertion_order`).
 INSERTION_ORDER = "rowid"
-COPY_CACHE_KIB = 256 * 1024  # the page cache of a connection that writes a copy
+COPY_CACHE_KIB = 64 * 1024  # the page cache of a connection that writes a copy
 
 
 def _copy_name(name: str) -> str:
@@ -292,7 +292,7 @@ async def copy_foreign_key_violation(
     table, rowid, parent = str(rows[0]["table"]), int(rows[0]["rowid"]), str(rows[0]["parent"])
     listed = ", ".join(_copy_name(name) for name in keys[table])
     found = await conn.execute_query_dict(f"SELECT {listed} FROM {_copy_name(table)} WHERE rowid = ?", [rowid])
-    return table, list(found[0].values()) if found else [f"rowid {rowid}"], parent
+    return table, list(found[0].values()) if found else [f"(rowid {rowid})"], parent
 
 
 async def copy_sequence_read(conn: BaseDBAsyncClient, table: str, column: str) -> int:

@@ -496,15 +496,21 @@ async def test_populated_round_trips_from_sqlite_through_postgres_and_back(
     there = await database_copy(str(source), postgres_url)
     assert there.tables == {table: len(rows) for table, rows in expected.items()}
     assert await postgres_rows(postgres_url, source) == expected
+    assert await check_outcome(postgres_url) is CheckOutcome.MATCHES  # every key and index made again
 
     back = tmp_path / "back.db"
     again = await database_copy(postgres_url, str(back))
     assert again.tables == there.tables
     assert file_rows(back) == expected
     assert file_sequences(back) == file_sequences(source)
-    db = await database_open(back, read_only=True)
+    assert await check_outcome(str(back)) is CheckOutcome.MATCHES
+
+
+async def check_outcome(location: str) -> CheckOutcome:
+    """What `daycare db check` finds of the database at `location`."""
+    db = await database_open(location, read_only=True)
     try:
-        assert (await database_check(db)).outcome is CheckOutcome.MATCHES
+        return (await database_check(db)).outcome
     finally:
         await database_close(db)
 
@@ -549,6 +555,7 @@ async def test_sqlite_to_sqlite_and_postgres_to_postgres(tmp_path: Path, postgre
     await database_copy(str(source), str(copy), batch=1_000)
     assert file_rows(copy) == expected
     assert file_sequences(copy) == file_sequences(source)
+    assert await check_outcome(str(copy)) is CheckOutcome.MATCHES
     async with postgres_schema(postgres_server) as first, postgres_schema(postgres_server) as second:
         await database_copy(str(source), first)
         await database_copy(first, second, batch=1_000)
@@ -767,3 +774,28 @@ def test_tables_come_parents_first_from_the_models() -> None:
     extra = [t.name for t in copy_tables({"tasks": ["tasks_cron"], "tasks_cron": []})]
     assert extra.index("tasks_cron") < extra.index("tasks")
     assert BATCH > 1_000
+
+
+async def test_a_table_no_model_describes_is_left_out_and_named(tmp_path: Path) -> None:
+    source = await source_build(tmp_path / "source.db", history=3)
+    with sqlite3.connect(source) as connection:  # what a legacy step that no release uses left behind
+        connection.execute("INSERT INTO _migrations VALUES ('20260221_add_permission_requests', 1)")
+        connection.execute("CREATE TABLE permission_requests (id TEXT PRIMARY KEY)")
+        connection.execute("INSERT INTO permission_requests VALUES ('r1')")
+    target = tmp_path / "target.db"
+    copied = await database_copy(str(source), str(target))
+    assert copied.left_out == ("permission_requests",)
+    assert "Not copied (no Daycare model describes them): permission_requests." in copied.lines()
+    assert file_rows(target) == file_rows(source)
+    assert not file_query(target, "SELECT name FROM sqlite_master WHERE name = 'permission_requests'")
+
+
+async def test_a_database_made_on_postgres_copies_to_a_file_daycare_accepts(tmp_path: Path, postgres_url: str) -> None:
+    await file_migrate(postgres_url)  # a new schema: its own owner, no legacy steps
+    target = tmp_path / "target.db"
+    copied = await database_copy(postgres_url, str(target))
+    assert copied.tables["users"] == 1 and copied.tables["_migrations"] == 0
+    async with postgres_connection(postgres_url) as connection:
+        owner = await connection.fetchval("SELECT id FROM users WHERE is_owner")
+    assert file_query(target, "SELECT id, is_owner FROM users") == [(owner, 1)]
+    assert await check_outcome(str(target)) is CheckOutcome.MATCHES
