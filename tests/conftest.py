@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,14 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 def storage(db: Database) -> Storage:
     """The Storage facade on the `db` fixture."""
     return Storage.from_database(db)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test started; killed at its end if still running."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -201,17 +201,6 @@ def engine_process(path: Path, *args: str) -> tuple[subprocess.Popen[str], LineR
     return process, stderr
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test started; killed at its end if still running."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 def test_a_second_engine_and_an_upgrade_are_refused_while_status_and_check_work(
     tmp_path: Path, processes: list[subprocess.Popen[str]]
 ) -> None:

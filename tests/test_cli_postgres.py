@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,17 +48,6 @@ def run(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess
 def shown(url: str) -> str:
     """How messages show `url`: without its password."""
     return database_location(url).display
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test started; killed at its end if still running."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def engine_process(
