@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import inspect
 import itertools
 import json
 import os
@@ -326,6 +327,30 @@ def owner_id_read(path: Path) -> str:
     return str(owner_id)
 
 
+async def operations_interleave(port: Any, reference: Any, results: dict[str, Result]) -> None:
+    """Runs each operation in chunks that alternate between port and reference (port first on even
+    chunks), so that drift lands on both sides; fills in each result's rates and ratio.
+
+    A reference method may be plain (sqlite3) or a coroutine function (asyncpg)."""
+    for key, result in results.items():
+        port_seconds = reference_seconds = 0.0
+        done = checked = 0
+        for number, (start, stop) in enumerate(chunks(result.units)):
+            for side in ("port", "reference") if number % 2 == 0 else ("reference", "port"):
+                began = time.perf_counter()
+                if side == "port":
+                    done += await getattr(port, key)(start, stop)
+                    port_seconds += time.perf_counter() - began
+                else:
+                    outcome = getattr(reference, key)(start, stop)
+                    checked += await outcome if inspect.isawaitable(outcome) else outcome
+                    reference_seconds += time.perf_counter() - began
+        assert done == checked == result.count, (key, done, checked)
+        result.port = rate(done, port_seconds)
+        result.reference = rate(checked, reference_seconds)
+        result.ratio = result.port / result.reference
+
+
 async def workload_run(folder: Path, synchronous: str, results: dict[str, Result]) -> None:
     """Runs each operation in chunks that alternate between port and reference, so both see the disk alike."""
     storage = await database_prepare(folder / "port.db", synchronous)
@@ -336,22 +361,7 @@ async def workload_run(folder: Path, synchronous: str, results: dict[str, Result
     port = PortRun(storage, agents)
     reference = ReferenceRun(folder / "reference.db", synchronous, agents)
     try:
-        for key, result in results.items():
-            port_seconds = reference_seconds = 0.0
-            done = checked = 0
-            for number, (start, stop) in enumerate(chunks(result.units)):
-                for side in ("port", "reference") if number % 2 == 0 else ("reference", "port"):
-                    began = time.perf_counter()
-                    if side == "port":
-                        done += await getattr(port, key)(start, stop)
-                        port_seconds += time.perf_counter() - began
-                    else:
-                        checked += getattr(reference, key)(start, stop)
-                        reference_seconds += time.perf_counter() - began
-            assert done == checked == result.count, (key, done, checked)
-            result.port = rate(done, port_seconds)
-            result.reference = rate(checked, reference_seconds)
-            result.ratio = result.port / result.reference
+        await operations_interleave(port, reference, results)
     finally:
         reference.connection.close()
         await database_close(storage.db)

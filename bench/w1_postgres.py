@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.connection import Connection
-from w1 import AGENTS, INBOX_ITEMS, PortRun, Result, agent_build, chunks, machine_describe, rate
+from w1 import AGENTS, INBOX_ITEMS, PortRun, Result, agent_build, machine_describe, operations_interleave
 
 from daycare.storage.db.database import Database, database_close, database_location, database_open
 from daycare.storage.facade import Storage
@@ -368,22 +368,7 @@ async def workload_run(server: Server, results: dict[str, Result]) -> None:
         agents = [agent_build(number, await owner_of(server, db), 1_772_000_000_000) for number in range(AGENTS)]
         port = PortRun(storage, agents)
         reference = PostgresReference(connection, await owner_id_read(connection), agents)
-        for key, result in results.items():
-            port_seconds = reference_seconds = 0.0
-            done = checked = 0
-            for number, (start, stop) in enumerate(chunks(result.units)):
-                for side in ("port", "reference") if number % 2 == 0 else ("reference", "port"):
-                    began = time.perf_counter()
-                    if side == "port":
-                        done += await getattr(port, key)(start, stop)
-                        port_seconds += time.perf_counter() - began
-                    else:
-                        checked += await getattr(reference, key)(start, stop)
-                        reference_seconds += time.perf_counter() - began
-            assert done == checked == result.count, (key, done, checked)
-            result.port = rate(done, port_seconds)
-            result.reference = rate(checked, reference_seconds)
-            result.ratio = result.port / result.reference
+        await operations_interleave(port, reference, results)
     finally:
         await connection.close()
         await database_close(db)

@@ -51,6 +51,19 @@ class HistoryRecord:
         object.__setattr__(self, "data", frozen(self.data))
 
 
+_TYPE_SET, _AT_SET, _DATA_SET = (HistoryRecord.__dict__[name].__set__ for name in ("type", "at", "data"))
+
+
+def _record_trusted(kind: str, at: int, data: FrozenDict) -> HistoryRecord:
+    """A record from values the reader already checked and froze: skips the constructor's freezing
+    (twice as fast; a session read builds one per row)."""
+    record = object.__new__(HistoryRecord)
+    _TYPE_SET(record, kind)
+    _AT_SET(record, at)
+    _DATA_SET(record, data)
+    return record
+
+
 def history_record_check(record: HistoryRecord) -> None:
     """Raises ValueError for a record the reader would skip or misread: it would be lost."""
     if record.type not in HISTORY_TYPES:
@@ -97,18 +110,16 @@ def _parse(rows: Iterable[Any]) -> list[HistoryRecord] | None:
     """The records of `rows`, or None when one of them cannot be read (the checks of `record_read`,
     inline: this runs for every record of every session read)."""
     records = []
-    for row in rows:
-        kind = row["type"]
-        at = row["at"]
+    for kind, at, text in rows:  # the columns of _READ_FIELDS, by position: faster than by name on both drivers
         if kind not in HISTORY_TYPES or type(at) is not int:
             return None
         try:
-            data = json_decode(row["data"])
+            data = json_decode(text)
         except ROW_ERRORS:
             return None
         if not isinstance(data, FrozenDict):
             return None
-        records.append(HistoryRecord(kind, at, data))
+        records.append(_record_trusted(kind, at, data))
     return records
 
 
@@ -147,7 +158,7 @@ class HistoryRepository(Repository[HistoryRecord]):
         query = self._query(session__agent_id=agent_id).order_by("session__created_at", "id")
         if limit is not None:
             query = query.limit(limit)
-        records = _parse(await query.values(*_READ_FIELDS))
+        records = _parse(await query.values_list(*_READ_FIELDS))
         if records is None:
             records = self._records(await query.values(*_KEYED_FIELDS))
         return records
