@@ -493,3 +493,9 @@ async def postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
     """A fresh schema URL (postgres://.../daycare_test?schema=t_<hex>) for PostgreSQL-only tests."""
     async with postgres_schema(postgres_server) as url:
         yield url
+
+
+def pg_dump_require() -> None:
+    """Skips the calling test, saying why, when pg_dump is not on PATH (a server without its client tools)."""
+    if shutil.which("pg_dump") is None:
+        pytest.skip("pg_dump is not installed (Debian: postgresql-client); this test needs it")

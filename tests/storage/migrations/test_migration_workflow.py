@@ -26,7 +26,7 @@ from daycare.storage.db.dialect import POSTGRES
 from daycare.storage.migrations.loader import migrations_load
 from tests.conftest import ROOT, legacy_path
 from tests.engine_process import engine_start_stop
-from tests.postgres_server import PostgresServer, postgres_connection, postgres_schema
+from tests.postgres_server import PostgresServer, pg_dump_require, postgres_connection, postgres_schema
 from tests.storage.migrations.migrated import VERSIONS
 
 PG_VERSIONS = tuple(migration.version for migration in migrations_load(dialect=POSTGRES))
@@ -295,6 +295,7 @@ async def target_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
 async def test_adding_a_nullable_column_to_both_chains_as_the_docs_say(
     tmp_path: Path, postgres_url: str, target_url: str
 ) -> None:
+    pg_dump_require()  # the dev schema's upgrade writes a pg_dump backup
     project = project_copy(tmp_path / "project")
     # The tests too, to run the chains' equivalence test on the copy's chains.
     shutil.copytree(ROOT / "tests", project / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

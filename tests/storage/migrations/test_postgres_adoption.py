@@ -31,7 +31,7 @@ from daycare.storage.migrations.inspection import FileKind
 from daycare.storage.migrations.loader import MigrationFile, migrations_dir, migrations_load
 from daycare.storage.migrations.migrate import CheckOutcome, database_check, database_migrate, database_status
 from tests.conftest import ROOT
-from tests.postgres_server import postgres_connection
+from tests.postgres_server import pg_dump_require, postgres_connection
 from tests.sqlite_files import file_sha256
 
 PG_VERSIONS = tuple(migration.version for migration in migrations_load(dialect=POSTGRES))
@@ -56,6 +56,7 @@ def url_schema(url: str) -> tuple[str, str]:
 
 async def postgres_snapshot(url: str) -> Snapshot:
     """Reads the schema of `url` with pg_dump and plain asyncpg, independently of the package under test."""
+    pg_dump_require()
     dsn, schema = url_schema(url)
     dump = await asyncio.to_thread(
         subprocess.run,
