@@ -33,7 +33,13 @@ import asyncpg
 from asyncpg.connection import Connection
 from w1 import AGENTS, INBOX_ITEMS, PortRun, Result, agent_build, machine_describe, operations_interleave
 
-from daycare.storage.db.database import Database, database_close, database_location, database_open
+from daycare.storage.db.database import (
+    Database,
+    database_close,
+    database_location,
+    database_open,
+    postgres_connect_arguments,
+)
 from daycare.storage.facade import Storage
 from daycare.storage.identifiers import cuid_create, nametag_generate
 from daycare.storage.migrations.migrate import database_migrate
@@ -111,18 +117,7 @@ def server_parse(url: str) -> Server:
         raise ValueError(f"not a PostgreSQL URL: {url}")
     if location.schema is not None:
         raise ValueError("drop ?schema= from the URL: the bench creates (and drops) its own schemas")
-    server = location.server
-    connect: dict[str, Any] = {
-        "host": server.host,
-        "port": server.port or 5432,
-        "user": server.user,
-        "password": server.password,
-        "database": server.database,
-    }
-    sslmode = dict(location.pragmas).get("sslmode")
-    if sslmode:
-        connect["ssl"] = sslmode.lower()
-    return Server(url, connect)
+    return Server(url, postgres_connect_arguments(location))
 
 
 async def schema_migrated(server: Server, prefix: str) -> Database:

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from daycare.storage.db.database import Database
+from daycare.storage.db.database import Database, postgres_connect_arguments
 from daycare.storage.db.postgres import INSERTION_ORDER as POSTGRES_INSERTION_ORDER
 from tests import sqlite_files
 
@@ -55,16 +55,9 @@ async def sql_rows(db: Database, sql: str, params: tuple[Any, ...] | list[Any] =
 
 async def _server_connect(db: Database) -> Any:
     """A plain asyncpg connection to the database's PostgreSQL schema (as its search_path)."""
-    server = db.location.server
-    assert server is not None
     schema = db.location.schema
     return await asyncpg.connect(
-        host=server.host,
-        port=server.port,
-        user=server.user,
-        password=server.password,
-        database=server.database,
-        server_settings={"search_path": schema} if schema else None,
+        **postgres_connect_arguments(db.location), server_settings={"search_path": schema} if schema else None
     )
 
 

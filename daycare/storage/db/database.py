@@ -256,25 +256,31 @@ class Database:
         return self.connection()._in_transaction()
 
 
-def _postgres_credentials(location: DatabaseLocation, read_only: bool) -> dict[str, Any]:
+def postgres_connect_arguments(location: DatabaseLocation) -> dict[str, Any]:
+    """What `asyncpg.connect` needs to reach `location`'s PostgreSQL database (server, login, TLS)."""
     server = location.server
     assert server is not None
-    parameters = dict(location.pragmas)
-    settings = {"lock_timeout": parameters.get("lock_timeout", "5000")}
-    if read_only:
-        settings["default_transaction_read_only"] = "on"
-    credentials: dict[str, Any] = {
+    arguments: dict[str, Any] = {
         "host": server.host,
         "port": server.port or 5432,
         "user": server.user,
         "password": server.password,
         "database": server.database,
-        "server_settings": settings,
     }
+    sslmode = dict(location.pragmas).get("sslmode")
+    if sslmode:
+        arguments["ssl"] = sslmode.lower()
+    return arguments
+
+
+def _postgres_credentials(location: DatabaseLocation, read_only: bool) -> dict[str, Any]:
+    parameters = dict(location.pragmas)
+    settings = {"lock_timeout": parameters.get("lock_timeout", "5000")}
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
+    credentials = {**postgres_connect_arguments(location), "server_settings": settings}
     if "schema" in parameters:
         credentials["schema"] = parameters["schema"]
-    if "sslmode" in parameters:
-        credentials["ssl"] = parameters["sslmode"].lower()
     return credentials
 
 

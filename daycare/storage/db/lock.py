@@ -421,19 +421,12 @@ async def _postgres_connect(location: DatabaseLocation, purpose: str) -> asyncpg
     """A new connection to `location`'s database that names this process and `purpose`, outside any pool."""
     import asyncpg  # only when PostgreSQL is used
 
+    from daycare.storage.db.database import postgres_connect_arguments
     from daycare.storage.db.postgres_backend import postgres_connect_failure
 
-    server = location.server
-    assert server is not None
-    ssl = dict(location.pragmas).get("sslmode")
     try:
         return await asyncpg.connect(
-            host=server.host,
-            port=server.port,
-            user=server.user,
-            password=server.password,
-            database=server.database,
-            ssl=ssl.lower() if ssl else None,
+            **postgres_connect_arguments(location),
             timeout=CONNECT_TIMEOUT,
             server_settings={"application_name": _application_name(purpose), **_KEEPALIVES},
         )

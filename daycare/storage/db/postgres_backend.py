@@ -42,34 +42,33 @@ class TextWithNul(ValueError):
     """A text value holds a NUL character, which PostgreSQL's text type cannot store."""
 
 
-def _nul_check(exc: asyncpg.PostgresError) -> None:
-    if isinstance(exc, asyncpg.CharacterNotInRepertoireError) and "0x00" in str(exc):
-        raise TextWithNul(
+def _nul_named(exc: OperationalError) -> Exception:
+    """TextWithNul for the server's refusal of a NUL in text (Tortoise raises it as OperationalError); else `exc`."""
+    cause = exc.__cause__
+    if isinstance(cause, asyncpg.CharacterNotInRepertoireError) and "0x00" in str(cause):
+        return TextWithNul(
             "A text value holds a NUL character (\\x00), which PostgreSQL cannot store; nothing was written."
             " Remove the character (SQLite files can hold it, PostgreSQL cannot)."
-        ) from exc
+        )
+    return exc
 
 
 class _RowsReturned:
     """`execute_query` that keeps the rows of a write with RETURNING, and names a NUL in text."""
 
     async def execute_query(self, query: str, values: list[Any] | None = None) -> tuple[int, list[Any]]:
-        try:
+        try:  # a try costs nothing on this hot path; a context manager per statement would
             result: tuple[int, list[Any]] = await self._query_run(query, values)
             return result
         except OperationalError as exc:
-            if isinstance(exc.__cause__, asyncpg.PostgresError):
-                _nul_check(exc.__cause__)
-            raise
+            raise _nul_named(exc) from exc.__cause__
 
     async def execute_insert(self, query: str, values: list[Any]) -> Any:
+        client: Any = super()
         try:
-            client: Any = super()
             return await client.execute_insert(query, values)
         except OperationalError as exc:
-            if isinstance(exc.__cause__, asyncpg.PostgresError):
-                _nul_check(exc.__cause__)
-            raise
+            raise _nul_named(exc) from exc.__cause__
 
     @translate_exceptions
     async def _query_run(self, query: str, values: list[Any] | None) -> tuple[int, list[Any]]:
@@ -266,8 +265,6 @@ async def postgres_connect(
                 )
             if not found:
                 await client.execute_script(f"CREATE SCHEMA IF NOT EXISTS {_quoted(schema)}")
-    except StorageError:
-        raise
     except (OSError, asyncpg.PostgresError, BaseORMException, TimeoutError) as exc:
         raise postgres_connect_failure(location, exc) from None
 
