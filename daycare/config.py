@@ -45,6 +45,8 @@ class Config:
     source: str
     sandbox: str = "bubblewrap"  # engine.sandbox: how processes run; "none" only when the settings say so
     stop_processes: bool = False  # engine.stopProcesses: stop managed processes with the engine (legacy: no)
+    db_shared: bool = False  # engine.db.shared: several engines run on one PostgreSQL database (or ?shared=true)
+    clock_file: Path | None = None  # engine.clockFile: tests drive the schedulers' clock through this file
 
 
 def config_load(
@@ -127,7 +129,24 @@ def _settings_config(path: Path, required: bool, environ: Mapping[str, str]) -> 
     if not isinstance(stop_processes, bool):
         raise StorageError(f"Settings file {path}: engine.stopProcesses must be true or false.")
     location = db_url if db_url is not None else str(db_path or data_dir / DB_FILE_NAME)
-    return Config(location, data_dir, source, sandbox, stop_processes)
+    db_shared = _setting_shared(engine, path, location)
+    clock_file = _setting_path(engine, "clockFile", path)
+    return Config(location, data_dir, source, sandbox, stop_processes, db_shared, clock_file)
+
+
+def _setting_shared(engine: dict[str, object], settings_path: Path, location: str) -> bool:
+    """`engine.db.shared`: true lets several engines share the PostgreSQL database; refused for a SQLite file."""
+    db = engine.get("db")
+    shared = db.get("shared", False) if isinstance(db, dict) else False
+    if not isinstance(shared, bool):
+        raise StorageError(f"Settings file {settings_path}: engine.db.shared must be true or false.")
+    if shared and "postgres" not in location.split("://", 1)[0]:
+        raise StorageError(
+            f"Settings file {settings_path}: engine.db.shared is true, but the database is not PostgreSQL.",
+            "Only a PostgreSQL database can be shared by several engines; a SQLite file has one engine at a time."
+            " Set engine.db.url to a postgres:// URL, or remove engine.db.shared.",
+        )
+    return shared
 
 
 def _setting_url(engine: dict[str, object], settings_path: Path) -> str | None:

@@ -502,6 +502,22 @@ class TokenStatsHourly(CompositeKeyModel):
         )
 
 
+class TriggerRun(Model):
+    """The latest occurrence an engine claimed of a cron trigger (`cron:<trigger id>`) or of the heartbeat round.
+
+    Not a legacy table. A claim moves `occurrence_at` forward in the transaction that delivers the run, so each
+    occurrence runs once whichever engine leads (docs/postgres.md, "Several engines on one database").
+    """
+
+    id = fields.CharField(max_length=KEY_LENGTH, primary_key=True)
+    occurrence_at = fields.BigIntField()
+    claimed_at = fields.BigIntField()
+    engine = fields.TextField()
+
+    class Meta:
+        table = "trigger_runs"
+
+
 __models__ = [
     LegacyMigration,
     User,
@@ -524,4 +540,5 @@ __models__ = [
     Process,
     SystemPrompt,
     TokenStatsHourly,
+    TriggerRun,
 ]

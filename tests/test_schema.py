@@ -65,11 +65,15 @@ async def table_columns(db: Database, table: str) -> dict[str, bool]:
     }
 
 
+# Tables of Daycare's own, not of the legacy schema: claims of scheduled runs (several engines on PostgreSQL).
+DAYCARE_TABLES = {"trigger_runs"}
+
+
 def test_every_legacy_table_has_exactly_one_model() -> None:
     tables = {model._meta.db_table for model in schema.__models__}
     dumped = set(legacy_dump("populated.json")["tables"]) - {"sqlite_sequence"}
-    assert tables == dumped
-    assert len(tables) == 21
+    assert tables == dumped | DAYCARE_TABLES
+    assert len(tables) == 22
 
 
 @pytest.mark.parametrize("model", schema.__models__, ids=lambda m: m._meta.db_table)

@@ -70,7 +70,18 @@ class AgentSystem(Protocol):
         ...
 
     async def post(self, ctx: Context, target: PostTarget, item: InboxItem) -> None:
-        """Queues `item` for the target agent of `ctx.user_id`; raises if the target cannot take it."""
+        """Queues `item` for the target agent of `ctx.user_id`; raises if the target cannot take it.
+
+        It may run inside a caller's transaction (a scheduler's claim of a run): it must then write
+        nothing but the item itself, so call it with a target from `target_prepare`.
+        """
+        ...
+
+    async def target_prepare(self, ctx: Context, target: PostTarget) -> PostTarget:
+        """The target as a post reaches it, made ready first (a missing system agent is created).
+
+        Schedulers call it before the transaction that claims a run and posts it.
+        """
         ...
 
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from daycare.engine.agent_system import AgentSystem, AgentTarget, PostTarget, system_agent_target
+from daycare.engine.agent_system import AgentSystem, AgentTarget, system_agent_target
 from daycare.engine.cron_scheduler import CronScheduler, CronTaskContext
 from daycare.engine.events import EngineEvents
-from daycare.engine.task_triggers import task_delete_if_orphan
+from daycare.engine.task_triggers import RunClaim, task_delete_if_orphan
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
 from daycare.storage.repositories.context import Context, context_for_user
 from daycare.storage.repositories.cron_tasks import CronTaskRecord, CronTasksRepository
 from daycare.storage.repositories.heartbeat_tasks import HeartbeatTasksRepository
 from daycare.storage.repositories.tasks import TasksRepository
+from daycare.storage.repositories.trigger_runs import TriggerRunsRepository
 
 log = logging.getLogger("daycare.engine.cron")
 
@@ -41,7 +42,10 @@ class Crons:
         events: EngineEvents | None = None,
         clock: Clock = now_ms,
         sleep: Sleep = sleep_ms,
+        runs: TriggerRunsRepository | None = None,
+        engine: str = "",
     ) -> None:
+        """`runs` keeps the claims that make each occurrence run once across engines; `engine` names this one."""
         self._cron_tasks = cron_tasks
         self._heartbeat_tasks = heartbeat_tasks
         self._tasks = tasks
@@ -53,6 +57,8 @@ class Crons:
             on_task=self.task_post,
             on_error=self._error_log,
             on_task_complete=self._task_ran,
+            runs=runs,
+            engine=engine,
             clock=clock,
             sleep=sleep,
         )
@@ -128,9 +134,15 @@ class Crons:
                 removed += 1
         return removed
 
-    async def task_post(self, task: CronTaskContext, message_context: dict[str, Any]) -> None:
-        """Posts the run to the trigger's agent, or to the user's `cron` system agent."""
-        target: PostTarget = AgentTarget(task.agent_id) if task.agent_id else system_agent_target("cron")
+    async def task_post(
+        self, task: CronTaskContext, message_context: dict[str, Any], claim: RunClaim | None = None
+    ) -> None:
+        """Posts the run to the trigger's agent, or to the user's `cron` system agent; with a `claim`, the
+        post commits with the claim of the run, and is skipped when another engine claimed it."""
+        ctx = context_for_user(task.user_id)
+        target = await self._agents.target_prepare(
+            ctx, AgentTarget(task.agent_id) if task.agent_id else system_agent_target("cron")
+        )
         # Key order as the legacy code wrote it.
         item = {
             "type": "system_message",
@@ -140,7 +152,12 @@ class Crons:
             "execute": True,
             "context": message_context,
         }
-        await self._agents.post(context_for_user(task.user_id), target, item)
+        if claim is None:
+            await self._agents.post(ctx, target, item)
+            return
+        async with claim as claimed:
+            if claimed:
+                await self._agents.post(ctx, target, item)
 
     async def _error_log(self, error: BaseException, trigger_id: str) -> None:
         log.warning("cron task %s failed: %s", trigger_id, error)

@@ -1,8 +1,10 @@
 """DelayedSignals: signals generated at a wall-clock time, persisted until delivered.
 
 Scheduled signals live in `signals_delayed` and in memory; memory drives the timer, the
-table decides what is due. A due signal is generated through `Signals`, then deleted; if
-generating fails it stays and is retried after `failure_retry_ms`.
+table decides what is due. A due signal is deleted and generated through `Signals` in one
+transaction, so of several engines one delivers it, once; if generating fails the delete is
+undone and it is retried after `failure_retry_ms`. `changed()` (another engine wrote the table)
+reloads the queue.
 
 Two legacy flaws are fixed. A due row missing from memory (written by another engine on the
 same file) was generated on every tick and never deleted: now it is generated once and deleted
@@ -181,6 +183,12 @@ class DelayedSignals:
         self._ticker.poke()
         return removed
 
+    def changed(self) -> None:
+        """Another engine changed the table: the queue is read again before its next use, and the timer looks again."""
+        self._loaded = False
+        if self._ticker.running:
+            self._ticker.poke()
+
     async def _load_unlocked(self) -> None:
         if self._loaded:
             return
@@ -190,6 +198,8 @@ class DelayedSignals:
 
     async def _step(self) -> int | None:
         """Delivers what is due; returns how long to wait before looking again (None: until poked)."""
+        if not self._loaded:
+            await self.load()
         retry = False
         if self._entries:
             now = self._clock()
@@ -216,14 +226,16 @@ class DelayedSignals:
         retry = False
         for record in due:
             try:
-                await self._signals.generate(record.type, record.source, record.data)
+                # The row's delete commits with the signal it generates: one engine delivers it, once.
+                async with self._repository.delivering(record.id) as removed:
+                    if removed:
+                        await self._signals.generate(record.type, record.source, record.data)
             except Exception:
                 retry = True
                 log.warning("delayed signal %s (%s): delivery failed", record.id, record.type, exc_info=True)
                 continue
             async with self._lock:
                 self._entries.pop(record.id, None)
-                removed = await self._repository.delete(record.id)
             if removed:
                 self._events.emit(
                     "signal.delayed.delivered",

@@ -79,6 +79,10 @@ class DurableInboxAgentSystem:
         agent_id = await self.agent_id_for_target(ctx, target)
         await self._storage.inbox.insert(cuid_create(), agent_id, self._clock(), item_type, json_encode(item))
 
+    async def target_prepare(self, ctx: Context, target: PostTarget) -> PostTarget:
+        """The agent a post to `target` reaches, by id: a missing system agent is created now."""
+        return AgentTarget(await self.agent_id_for_target(ctx, target))
+
     async def agent_id_for_target(self, ctx: Context, target: PostTarget) -> str:
         """The id of the agent a post to `target` reaches; a missing system agent is created."""
         if isinstance(target, AgentTarget):

@@ -8,12 +8,20 @@ engine holds the database's lock (`<name>.lock` beside a SQLite file, an advisor
 PostgreSQL schema; see `daycare.storage.db.lock`) from before it opens the database until after
 it closes it, so a second engine on the same database is refused. An engine whose PostgreSQL
 lock connection is lost stops by itself (`failed` is then set): another engine may take over.
+
+A PostgreSQL database may be shared by several engines (`shared=true` in its URL, or
+`engine.db.shared`): each engine then holds the lock in shared mode through a `Coordinator`,
+opens and migrates under the migration lock (so pending migrations run once), serves every
+request, and runs the schedulers only while it leads; its caches forget what other engines
+change. See docs/postgres.md, "Several engines on one database".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -33,7 +41,8 @@ from daycare.engine.processes import Processes
 from daycare.engine.sandbox import sandbox_from_setting
 from daycare.engine.signals import Signal, Signals, SignalSubscription
 from daycare.engine.summary import EngineSummary, engine_summary
-from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
+from daycare.engine.timing import Clock, Sleep, file_time, now_ms, sleep_ms
+from daycare.storage.db.coordination import Coordinator
 from daycare.storage.db.database import (
     Database,
     database_close,
@@ -48,6 +57,9 @@ from daycare.storage.migrations.migrate import database_migrate
 from daycare.storage.repositories.users import UserRecord
 
 log = logging.getLogger("daycare.engine")
+
+# The services that run only on the engine that leads a shared database, in start order.
+SCHEDULERS = ("crons", "heartbeats", "delayed signals")
 
 
 class _Service(Protocol):
@@ -101,10 +113,12 @@ def services_build(
     sleep: Sleep,
     heartbeat_interval_ms: int,
     agent_system: AgentSystem | None = None,
+    engine: str = "",
 ) -> EngineServices:
     """Builds every service on `storage`: each gets its repositories and the services it needs.
 
     Services reach agents through `agent_system`; the default writes their durable inbox.
+    `engine` names this engine in the claims of scheduled runs.
     """
     events = EngineEvents()
     if agent_system is None:
@@ -144,6 +158,8 @@ def services_build(
             events=events,
             clock=clock,
             sleep=sleep,
+            runs=storage.trigger_runs,
+            engine=engine,
         ),
         heartbeats=Heartbeats(
             heartbeat_tasks=storage.heartbeat_tasks,
@@ -154,6 +170,8 @@ def services_build(
             interval_ms=heartbeat_interval_ms,
             clock=clock,
             sleep=sleep,
+            runs=storage.trigger_runs,
+            engine=engine,
         ),
         processes=Processes(
             processes=storage.processes,
@@ -185,6 +203,8 @@ class Engine:
         It defaults to the durable inbox (`DurableInboxAgentSystem`) on the engine's storage.
         """
         self.config = config
+        if config.clock_file is not None and clock is now_ms and sleep is sleep_ms:
+            clock, sleep = file_time(config.clock_file)  # a test drives this engine's time from outside
         self._agent_system = agent_system
         self.backup = backup
         self._clock = clock
@@ -192,6 +212,8 @@ class Engine:
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._db: Database | None = None
         self._lock: DatabaseLock | PostgresLock | None = None
+        self._coordinator: Coordinator | None = None  # on a shared database, instead of `_lock`
+        self._leadership = asyncio.Lock()  # the schedulers start and stop one change of leadership at a time
         self._services: EngineServices | None = None
         self._started: list[tuple[str, _Service]] = []
         self._stopping = asyncio.Lock()  # a stop after a lost lock and the caller's stop run one after the other
@@ -210,6 +232,16 @@ class Engine:
         return self._services
 
     @property
+    def name(self) -> str:
+        """How this engine names itself in the claims of scheduled runs: `host:pid`."""
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def leads(self) -> bool | None:
+        """On a shared database, whether this engine leads the schedulers; None otherwise."""
+        return self._coordinator.leader if self._coordinator is not None else None
+
+    @property
     def started_services(self) -> list[str]:
         """The running services in start order: signals and channels (loaded), then the schedulers."""
         if self._services is None:
@@ -217,19 +249,47 @@ class Engine:
         return ["signals", "channels", *(name for name, _ in self._started)]
 
     async def start(self) -> None:
-        if self._db is not None or self._lock is not None:
+        if self._db is not None or self._lock is not None or self._coordinator is not None:
             raise RuntimeError("The engine is already started.")
         location = database_location(self.config.db_location)
-        # Held until stop() has closed the database: a second engine on it would undo this one's writes.
+        shared = location.shared or self.config.db_shared
+        if shared and location.server is None:
+            raise StorageError(
+                f"{location.display} cannot be shared by several engines: only a PostgreSQL database can.",
+                "Remove shared=true (a SQLite file has one engine at a time), or use a postgres:// database.",
+            )
         self.failed.clear()
         self.failure, self._lost_stop = None, None
-        self._lock = await database_lock_wait(location, ENGINE, notify=log.info)
-        if self._lock is not None:
-            self._lock.watch(self._lock_lost)
+        # Held until stop() has closed the database: a second engine on it would undo this one's writes
+        # (unless all of them share it).
+        if shared:
+            self._coordinator = Coordinator(
+                location,
+                on_lead=self._lead,
+                on_lead_lost=self._lead_lost,
+                on_change=self._changed,
+                on_changes_missed=self._changes_missed,
+                on_failed=self._coordination_failed,
+            )
+            try:
+                await self._coordinator.connect(notify=log.info)
+            except BaseException:
+                self._coordinator = None
+                raise
+        else:
+            self._lock = await database_lock_wait(location, ENGINE, notify=log.info)
+            if self._lock is not None:
+                self._lock.watch(self._lock_lost)
         try:
             database_writable_check(location.path)  # an engine writes: refuse a read-only file before touching it
-            self._db = await database_open(location)
-            await database_migrate(self._db, backup=self.backup)
+            if self._coordinator is not None:
+                async with self._coordinator.migrations_locked(notify=log.info):  # one engine migrates
+                    self._db = await database_open(location)
+                    await database_migrate(self._db, backup=self.backup)
+                self._db.shared = True
+            else:
+                self._db = await database_open(location)
+                await database_migrate(self._db, backup=self.backup)
             storage = Storage.from_database(self._db)
             await owner_ensure(storage)
             services = services_build(
@@ -239,24 +299,85 @@ class Engine:
                 sleep=self._sleep,
                 heartbeat_interval_ms=self._heartbeat_interval_ms,
                 agent_system=self._agent_system,
+                engine=self.name,
             )
             await services.channels.load()
-            for name, service in (
-                ("crons", services.crons),
-                ("heartbeats", services.heartbeats),
-                ("delayed signals", services.delayed_signals),
-                ("processes", services.processes),
-                ("exposes", services.exposes),
-            ):
+            for name, service in self._services_of(services):
+                if name in SCHEDULERS and self._coordinator is not None:
+                    continue  # they start when this engine leads
                 # Recorded before it starts: a start that fails half-way is still stopped.
                 self._started.append((name, service))
                 await service.start()
             if self.failure is not None:  # the lock was lost while starting
                 raise StorageError(self.failure)
             self._services = services
+            if self._coordinator is not None:
+                storage.change_listen("tasks_cron", lambda key: self._schedule_reload())
+                storage.change_listen("signals_delayed", lambda key: services.delayed_signals.changed())
+                await self._coordinator.lead_try()
+                self._coordinator.start()
         except BaseException:
             await self.stop()
             raise
+
+    @staticmethod
+    def _services_of(services: EngineServices) -> list[tuple[str, _Service]]:
+        """The services `start()` starts, in order: the schedulers, then processes and exposes."""
+        return [
+            ("crons", services.crons),
+            ("heartbeats", services.heartbeats),
+            ("delayed signals", services.delayed_signals),
+            ("processes", services.processes),
+            ("exposes", services.exposes),
+        ]
+
+    async def _lead(self) -> None:
+        """This engine now leads the shared database: its schedulers start."""
+        async with self._leadership:
+            services = self._services
+            if services is None or self._coordinator is None or not self._coordinator.leader:
+                return
+            for name, service in self._services_of(services):
+                if name in SCHEDULERS and all(name != started for started, _ in self._started):
+                    self._started.append((name, service))
+                    await service.start()
+
+    def _lead_lost(self) -> None:
+        """This engine no longer leads (its coordination connection is gone): its schedulers stop first of all."""
+        log.error("lost the leadership of the shared database: the schedulers stop; another engine takes over")
+        asyncio.get_running_loop().create_task(self._schedulers_stop(), name="daycare-schedulers-stop")
+
+    async def _schedulers_stop(self) -> None:
+        async with self._leadership:
+            running = [(name, service) for name, service in self._started if name in SCHEDULERS]
+            self._started = [entry for entry in self._started if entry[0] not in SCHEDULERS]
+            for name, service in reversed(running):
+                try:
+                    await service.stop()
+                except Exception:
+                    log.exception("stopping %s failed", name)
+
+    def _schedule_reload(self) -> None:
+        """Another engine changed a cron trigger: the leader's scheduler reads them again."""
+        services = self._services
+        if services is not None and self.leads:
+            asyncio.get_running_loop().create_task(services.crons.scheduler.reload(), name="daycare-cron-reload")
+
+    def _changed(self, table: str, key: str) -> None:
+        if self._services is not None:
+            self._services.storage.changed(table, key)
+
+    def _changes_missed(self) -> None:
+        if self._services is not None:
+            self._services.storage.changes_missed()
+
+    def _coordination_failed(self, why: str) -> None:
+        """The shared database cannot be rejoined: the engine stops by itself."""
+        if self.failure is not None:
+            return
+        self.failure = f"{why}; the engine stopped"
+        log.error("%s", self.failure)
+        self._lost_stop = asyncio.get_running_loop().create_task(self._stop_after_loss())
 
     async def stop(self) -> None:
         """Stops the schedulers in reverse start order, closes the database, then releases its lock.
@@ -268,9 +389,11 @@ class Engine:
 
     async def _stop(self, first: tuple[str, ...] = ()) -> None:
         """Stops the services named in `first`, then the others in reverse start order; closes; unlocks."""
-        started, self._started = self._started, []
-        db, self._db, self._services = self._db, None, None
+        async with self._leadership:  # a leadership change in progress ends first
+            started, self._started = self._started, []
+            db, self._db, self._services = self._db, None, None
         lock, self._lock = self._lock, None
+        coordinator, self._coordinator = self._coordinator, None
         order = [entry for entry in started if entry[0] in first]
         order += [entry for entry in reversed(started) if entry[0] not in first]
         try:
@@ -286,6 +409,8 @@ class Engine:
             finally:
                 if lock is not None:
                     await lock.aclose()
+                if coordinator is not None:
+                    await coordinator.aclose()
 
     def _lock_lost(self) -> None:
         """The lock's connection is gone, so another engine may start on the database: stop, schedulers first."""
@@ -305,14 +430,14 @@ class Engine:
     async def _stop_after_loss(self) -> None:
         try:
             async with self._stopping:
-                await self._stop(first=("crons", "heartbeats", "delayed signals"))
+                await self._stop(first=SCHEDULERS)
         finally:
             self.failed.set()
 
     async def summary(self) -> EngineSummary:
         """What the running engine holds, for the startup line."""
         services = self.services
-        return await engine_summary(services.storage.db, self.started_services)
+        return await engine_summary(services.storage.db, self.started_services, self.leads)
 
     async def __aenter__(self) -> Engine:
         await self.start()

@@ -4,6 +4,10 @@ A run reads the triggers (optionally only some ids), resolves each one's task, h
 resolved ones to `on_run` in one batch, and stamps `last_run_at` on them. Two legacy flaws
 are fixed: a trigger whose task is missing is skipped and its error reported (it used to
 abort the whole run), and only the triggers that ran are stamped (every user's rows were).
+
+With a `TriggerRunsRepository` (the engine passes one), each round claims its time in the
+transaction that posts it, so a round runs once whichever engine leads, and the interval goes on
+from the last claimed round: an engine that takes over runs a round that fell due meanwhile at once.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from daycare.engine.heartbeat_prompts import HeartbeatRunTask
-from daycare.engine.task_triggers import trigger_id_is_safe
+from daycare.engine.task_triggers import RunClaim, trigger_id_is_safe
 from daycare.engine.ticker import Ticker
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
 from daycare.storage.identifiers import cuid_create
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.heartbeat_tasks import HeartbeatTaskRecord, HeartbeatTasksRepository
 from daycare.storage.repositories.tasks import TasksRepository
+from daycare.storage.repositories.trigger_runs import HEARTBEAT_ROUND, TriggerRunsRepository
 
 log = logging.getLogger("daycare.engine.heartbeat")
 
@@ -28,7 +33,8 @@ DEFAULT_INTERVAL_MS = 30 * 60 * 1000
 # The agent id the legacy code put in the context used to read a trigger's task.
 SYSTEM_HEARTBEAT_AGENT = "system:heartbeat"
 
-OnRun = Callable[[list[HeartbeatRunTask], int], Awaitable[None]]
+# Posts a round: resolves its targets, then claims the round and posts in one transaction (`async with claim`).
+OnRun = Callable[[list[HeartbeatRunTask], int, RunClaim], Awaitable[None]]
 OnError = Callable[[BaseException, list[str] | None], Awaitable[None]]
 OnTaskComplete = Callable[[HeartbeatRunTask, int], Awaitable[None]]
 
@@ -54,9 +60,12 @@ class HeartbeatScheduler:
         on_error: OnError | None = None,
         on_task_complete: OnTaskComplete | None = None,
         interval_ms: int = DEFAULT_INTERVAL_MS,
+        runs: TriggerRunsRepository | None = None,
+        engine: str = "",
         clock: Clock = now_ms,
         sleep: Sleep = sleep_ms,
     ) -> None:
+        """`runs` keeps the claims of rounds; `engine` names this engine in them."""
         if interval_ms <= 0:
             raise ValueError(f"Heartbeat interval must be positive, got {interval_ms} ms")
         self._heartbeat_tasks = heartbeat_tasks
@@ -65,30 +74,36 @@ class HeartbeatScheduler:
         self._on_error = on_error
         self._on_task_complete = on_task_complete
         self.interval_ms = interval_ms
+        self._runs = runs
+        self._engine = engine
         self._clock = clock
         self._running = False
         self.next_run_at: int | None = None
         self._ticker = Ticker("heartbeat", self._step, sleep)
 
     async def start(self) -> None:
-        """Starts the interval: the first run comes `interval_ms` from now."""
+        """Starts the interval: the first round comes `interval_ms` after the last claimed one, else from now."""
         if self._ticker.running:
             return
-        self.next_run_at = self._clock() + self.interval_ms
+        claimed = await self._runs.find_by_id(HEARTBEAT_ROUND) if self._runs is not None else None
+        self.next_run_at = (claimed.occurrence_at if claimed is not None else self._clock()) + self.interval_ms
         self._ticker.start()
 
     async def stop(self) -> None:
         await self._ticker.stop()
         self.next_run_at = None
 
-    async def run_now(self, ids: Sequence[str] | None = None) -> HeartbeatRunResult:
-        """Runs every trigger (or those with these ids) now, in one batch; a run in progress makes it a no-op."""
+    async def run_now(self, ids: Sequence[str] | None = None, *, round_at: int | None = None) -> HeartbeatRunResult:
+        """Runs every trigger (or those with these ids) now, in one batch; a run in progress makes it a no-op.
+
+        `round_at` is the scheduled time of an interval's round, claimed so that it runs once across engines.
+        """
         if self._running:
             log.debug("heartbeat run skipped: one is already running")
             return NOTHING_RAN
         self._running = True
         try:
-            return await self._run(ids)
+            return await self._run(ids, round_at)
         except Exception as error:
             log.warning("heartbeat run failed: %s", error)
             await self._error_report(error, None)
@@ -145,11 +160,11 @@ class HeartbeatScheduler:
     async def _step(self) -> int:
         if self.next_run_at is not None and self._clock() < self.next_run_at:
             return self.next_run_at - self._clock()
-        await self.run_now()
+        await self.run_now(round_at=self.next_run_at)
         self.next_run_at = self._clock() + self.interval_ms
         return self.interval_ms
 
-    async def _run(self, ids: Sequence[str] | None) -> HeartbeatRunResult:
+    async def _run(self, ids: Sequence[str] | None, round_at: int | None) -> HeartbeatRunResult:
         triggers = await self._heartbeat_tasks.find_all()
         if ids:
             wanted = set(ids)
@@ -163,19 +178,23 @@ class HeartbeatScheduler:
             return NOTHING_RAN
         run_at = self._clock()
         ran_ids = [task.id for task in run_tasks]
+        runs = self._runs if round_at is not None else None  # a round asked for by id or by hand is not claimed
+        claim = RunClaim(runs, HEARTBEAT_ROUND, round_at or run_at, now=run_at, engine=self._engine)
         log.info("heartbeat run of %d tasks: %s", len(ran_ids), ", ".join(ran_ids))
         try:
-            await self._on_run(run_tasks, run_at)
+            await self._on_run(run_tasks, run_at, claim)
         except Exception as error:
             log.warning("heartbeat run of %s failed: %s", ", ".join(ran_ids), error)
             await self._error_report(error, ran_ids)
-        finally:
-            await self._heartbeat_tasks.record_run_for(ran_ids, run_at)
-            if self._on_task_complete is not None:
-                for task in run_tasks:
-                    await self._on_task_complete(
-                        dataclasses.replace(task, last_run_at=run_at, updated_at=run_at), run_at
-                    )
+        if claim.claimed is None:  # failed before (or without) its claim: claim it now, so that no engine runs it again
+            await claim.settle()
+        if not claim.claimed:
+            log.info("heartbeat round at %d was claimed by another engine", claim.occurrence_at)
+            return NOTHING_RAN
+        await self._heartbeat_tasks.record_run_for(ran_ids, run_at)
+        if self._on_task_complete is not None:
+            for task in run_tasks:
+                await self._on_task_complete(dataclasses.replace(task, last_run_at=run_at, updated_at=run_at), run_at)
         return HeartbeatRunResult(len(ran_ids), tuple(ran_ids))
 
     async def _task_resolve(self, trigger: HeartbeatTaskRecord) -> HeartbeatRunTask | None:

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
-from daycare.engine.agent_system import AgentSystem, system_agent_target
+from daycare.engine.agent_system import AgentSystem, PostTarget, system_agent_target
 from daycare.engine.events import EngineEvents
 from daycare.engine.heartbeat_prompts import HeartbeatRunTask, heartbeat_prompt_build_batch
 from daycare.engine.heartbeat_scheduler import DEFAULT_INTERVAL_MS, HeartbeatRunResult, HeartbeatScheduler
-from daycare.engine.task_triggers import task_delete_if_orphan
+from daycare.engine.task_triggers import RunClaim, task_delete_if_orphan
 from daycare.engine.timing import Clock, Sleep, now_ms, sleep_ms
 from daycare.storage.repositories.context import Context, context_for_user
 from daycare.storage.repositories.cron_tasks import CronTasksRepository
 from daycare.storage.repositories.heartbeat_tasks import HeartbeatTaskRecord, HeartbeatTasksRepository
 from daycare.storage.repositories.tasks import TasksRepository
+from daycare.storage.repositories.trigger_runs import TriggerRunsRepository
 
 log = logging.getLogger("daycare.engine.heartbeat")
 
@@ -38,7 +40,10 @@ class Heartbeats:
         interval_ms: int = DEFAULT_INTERVAL_MS,
         clock: Clock = now_ms,
         sleep: Sleep = sleep_ms,
+        runs: TriggerRunsRepository | None = None,
+        engine: str = "",
     ) -> None:
+        """`runs` keeps the claims that make each round run once across engines; `engine` names this one."""
         self._heartbeat_tasks = heartbeat_tasks
         self._cron_tasks = cron_tasks
         self._tasks = tasks
@@ -51,6 +56,8 @@ class Heartbeats:
             on_error=self._error_log,
             on_task_complete=self._task_ran,
             interval_ms=interval_ms,
+            runs=runs,
+            engine=engine,
             clock=clock,
             sleep=sleep,
         )
@@ -108,11 +115,13 @@ class Heartbeats:
                 removed += 1
         return removed
 
-    async def batch_post(self, tasks: list[HeartbeatRunTask], run_at: int) -> None:
-        """Posts one batch per user, in the order the users first appear."""
+    async def batch_post(self, tasks: list[HeartbeatRunTask], run_at: int, claim: RunClaim | None = None) -> None:
+        """Posts one batch per user, in the order the users first appear; with a `claim`, the posts commit
+        with the claim of the round, and are skipped when another engine claimed it."""
         by_user: dict[str, list[HeartbeatRunTask]] = {}
         for task in tasks:
             by_user.setdefault(task.user_id, []).append(task)
+        posts: list[tuple[Context, PostTarget, dict[str, Any]]] = []
         for user_id, user_tasks in by_user.items():
             batch = heartbeat_prompt_build_batch(user_tasks)
             # Key order as the legacy code wrote it.
@@ -123,7 +132,16 @@ class Heartbeats:
                 "origin": "heartbeat",
                 "execute": True,
             }
-            await self._agents.post(context_for_user(user_id), system_agent_target("heartbeat"), item)
+            ctx = context_for_user(user_id)
+            posts.append((ctx, await self._agents.target_prepare(ctx, system_agent_target("heartbeat")), item))
+        if claim is None:
+            for ctx, target, item in posts:
+                await self._agents.post(ctx, target, item)
+            return
+        async with claim as claimed:
+            if claimed:
+                for ctx, target, item in posts:
+                    await self._agents.post(ctx, target, item)
 
     async def _error_log(self, error: BaseException, trigger_ids: list[str] | None) -> None:
         log.warning("heartbeat tasks %s failed: %s", trigger_ids or "(all)", error)

@@ -23,6 +23,7 @@ class EngineSummary:
     cron_triggers: int
     heartbeat_triggers: int
     services: tuple[str, ...]
+    leads: bool | None = None  # on a shared database: whether this engine leads the schedulers
 
     def line(self) -> str:
         counts = ", ".join(
@@ -34,9 +35,16 @@ class EngineSummary:
                 (self.heartbeat_triggers, "heartbeat trigger"),
             )
         )
+        role = ""
+        if self.leads is not None:
+            role = "; shared database: " + (
+                "this engine leads (it runs the schedulers)"
+                if self.leads
+                else "this engine follows (another runs the schedulers; it takes over if that one stops)"
+            )
         return (
             f"engine started on {self.database} (schema {self.schema}); {counts}; "
-            f"services: {', '.join(self.services) or 'none'}"
+            f"services: {', '.join(self.services) or 'none'}{role}"
         )
 
 
@@ -44,7 +52,7 @@ def _counted(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-async def engine_summary(db: Database, services: Sequence[str]) -> EngineSummary:
+async def engine_summary(db: Database, services: Sequence[str], leads: bool | None = None) -> EngineSummary:
     """Reads the counts and the migration state of an open, migrated database."""
     status = await database_status(db)
     pending = f"{len(status.pending)} pending" if status.pending else "none pending"
@@ -59,4 +67,5 @@ async def engine_summary(db: Database, services: Sequence[str]) -> EngineSummary
         counts["cron_triggers"],
         counts["heartbeat_triggers"],
         tuple(services),
+        leads,
     )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.cron_tasks import CronTasksRepository
 from daycare.storage.repositories.heartbeat_tasks import HeartbeatTasksRepository
 from daycare.storage.repositories.tasks import TasksRepository
+from daycare.storage.repositories.trigger_runs import TriggerRunsRepository
 
 _SAFE_ID = re.compile(r"[a-zA-Z0-9._-]+")
 
@@ -31,3 +34,47 @@ async def task_delete_if_orphan(
     if await heartbeat_tasks.find_many_by_task_id(ctx, task_id):
         return False
     return await tasks.delete(ctx, task_id)
+
+
+class RunClaim:
+    """One occurrence of a trigger to run once: `async with claim as claimed:` claims it in a transaction
+    that the block's writes (the posts) join, so the run is claimed and delivered together, or neither.
+
+    Without a repository (no claims kept) every occurrence counts as claimed.
+    """
+
+    def __init__(
+        self, runs: TriggerRunsRepository | None, id: str, occurrence_at: int, *, now: int, engine: str
+    ) -> None:
+        self.id = id
+        self.occurrence_at = occurrence_at
+        self.claimed: bool | None = None  # None until tried
+        self._runs = runs
+        self._now = now
+        self._engine = engine
+        self._claiming: AbstractAsyncContextManager[bool] | None = None
+
+    async def __aenter__(self) -> bool:
+        if self._runs is None:
+            self.claimed = True
+            return True
+        self._claiming = self._runs.claiming(self.id, self.occurrence_at, claimed_at=self._now, engine=self._engine)
+        self.claimed = await self._claiming.__aenter__()
+        return self.claimed
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        claiming, self._claiming = self._claiming, None
+        if claiming is not None:
+            await claiming.__aexit__(exc_type, exc, tb)
+        if exc_type is not None:
+            self.claimed = None  # rolled back: nothing was claimed
+
+    async def settle(self) -> bool:
+        """Claims the occurrence alone after its delivery failed, so no engine retries it; whether it did."""
+        if self._runs is None:
+            self.claimed = True
+            return True
+        self.claimed = await self._runs.claim(self.id, self.occurrence_at, claimed_at=self._now, engine=self._engine)
+        return self.claimed

@@ -36,7 +36,7 @@ class Ticker:
         return self._task is not None and not self._task.done()
 
     def start(self) -> None:
-        """Starts the loop; a second call does nothing."""
+        """Starts the loop; a second call does nothing, a call after stop() starts it again."""
         if self._task is None and not self._stopping:
             self._task = asyncio.create_task(self._run(), name=f"daycare-{self.name}")
 
@@ -49,8 +49,11 @@ class Ticker:
         self._stopping = True
         self._wake.set()
         task, self._task = self._task, None
-        if task is not None:
-            await task
+        try:
+            if task is not None:
+                await task
+        finally:
+            self._stopping = False  # a later start() runs the loop again (an engine that leads again)
 
     async def _run(self) -> None:
         delay: int | None = 0

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Unpack
+from typing import Any, Unpack
 
 from tortoise.exceptions import IntegrityError
 
+from daycare.schema import UserConnectorKey
 from daycare.storage.db.database import Database, database_close, database_location, database_open
 from daycare.storage.db.lock import SCRIPT, database_lock_wait
 from daycare.storage.errors import StorageError
@@ -24,6 +25,7 @@ from daycare.storage.identifiers import cuid_create, nametag_generate
 from daycare.storage.migrations.inspection import FileKind
 from daycare.storage.migrations.migrate import database_migrate, database_status
 from daycare.storage.repositories.agents import AgentRecord, AgentsRepository
+from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.channel_messages import ChannelMessagesRepository
 from daycare.storage.repositories.channels import ChannelsRepository
 from daycare.storage.repositories.connections import ConnectionsRepository
@@ -42,10 +44,12 @@ from daycare.storage.repositories.signal_subscriptions import SignalSubscription
 from daycare.storage.repositories.system_prompts import SystemPromptsRepository
 from daycare.storage.repositories.tasks import TasksRepository
 from daycare.storage.repositories.token_stats import TokenStatsRepository
+from daycare.storage.repositories.trigger_runs import TriggerRunsRepository
 from daycare.storage.repositories.users import (
     CONNECTOR_KEY_TAKEN,
     NAMETAG_ATTEMPTS,
     NAMETAG_TAKEN,
+    OwnerExists,
     UserFields,
     UserRecord,
     UsersRepository,
@@ -88,11 +92,51 @@ class Storage:
         self.processes = ProcessesRepository(db)
         self.system_prompts = SystemPromptsRepository(db)
         self.token_stats = TokenStatsRepository(db)
+        self.trigger_runs = TriggerRunsRepository(db)
+        # Shared PostgreSQL: the cached repository of each table whose changes other engines announce.
+        cached: list[CachedRepository[Any, Any]] = [
+            self.users,
+            self.agents,
+            self.tasks,
+            self.cron_tasks,
+            self.heartbeat_tasks,
+            self.signal_subscriptions,
+            self.delayed_signals,
+            self.channels,
+            self.expose_endpoints,
+            self.processes,
+            self.system_prompts,
+        ]
+        self._cached_by_table = {repository.model._meta.db_table: repository for repository in cached}
+        self._cached_by_table[UserConnectorKey._meta.db_table] = self.users
+        self._change_listeners: dict[str, list[Callable[[str], None]]] = {}
 
     @classmethod
     def from_database(cls, db: Database) -> Storage:
         """Builds the repositories on an open, migrated database."""
         return cls(db)
+
+    def change_listen(self, table: str, listener: Callable[[str], None]) -> None:
+        """Calls `listener(key)` after each change another engine commits to `table` (see `changed`)."""
+        self._change_listeners.setdefault(table, []).append(listener)
+
+    def changed(self, table: str, key: str) -> None:
+        """Another engine committed a change to `table`'s row(s) of `key`: its cache forgets them, then the
+        listeners hear of it. Unknown tables are ignored (a newer engine may announce more)."""
+        repository = self._cached_by_table.get(table)
+        if repository is not None:
+            repository.changed(key)
+        for listener in self._change_listeners.get(table, ()):
+            listener(key)
+
+    def changes_missed(self) -> None:
+        """Changes of other engines may have been missed (the connection that hears them was lost): every
+        cache forgets everything, and every listener hears of it with an empty key."""
+        for repository in set(self._cached_by_table.values()):
+            repository.changes_missed()
+        for listeners in self._change_listeners.values():
+            for listener in listeners:
+                listener("")
 
     async def create_user(self, *, nametag: str | None = None, **fields: Unpack[UserFields]) -> UserRecord:
         """Creates a user; a given nametag (trimmed) is tried once, else up to 100 generated ones."""
@@ -117,7 +161,10 @@ class Storage:
             # Legacy counted every user (loading them all) to decide this; one indexed query does.
             is_owner = await self.users.is_empty()
             try:
-                return await self._user_create_generated(is_owner=is_owner, connector_key=key)
+                try:
+                    return await self._user_create_generated(is_owner=is_owner, connector_key=key)
+                except OwnerExists:  # another engine's first user came first
+                    return await self._user_create_generated(is_owner=False, connector_key=key)
             except IntegrityError as error:
                 if not constraint_failed_on(error, CONNECTOR_KEY_TAKEN):
                     raise
@@ -176,10 +223,17 @@ class Storage:
                 await self.history.append(current.active_session_id, record)
                 return
             async with self.db.in_transaction():
-                session_id = await self.sessions.create(agent_id, created_at=record.at)
-                changed = current.with_session(session_id, max(current.updated_at, record.at))
-                await self.agents.row_session_set(changed)
-                await self.history.append(session_id, record)
+                # Several engines: another may have given the agent a session meanwhile; its row, read locked, says.
+                locked = await self.agents.row_load(agent_id, lock=True) if self.db.shared else None
+                if locked is not None and locked.active_session_id:
+                    changed = locked
+                    await self.history.append(locked.active_session_id, record)
+                else:
+                    base = locked or current
+                    session_id = await self.sessions.create(agent_id, created_at=record.at)
+                    changed = base.with_session(session_id, max(base.updated_at, record.at))
+                    await self.agents.row_session_set(changed)
+                    await self.history.append(session_id, record)
             self.agents.cache_put(changed)
 
     async def _user_create_generated(self, **fields: Unpack[UserFields]) -> UserRecord:

@@ -10,6 +10,7 @@ import pytest
 from daycare.engine.cron_scheduler import CronScheduler, CronTaskContext
 from daycare.engine.crons import Crons
 from daycare.engine.durable_inbox import DurableInboxAgentSystem
+from daycare.engine.task_triggers import RunClaim
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.cron_tasks import CronTaskRecord
@@ -27,10 +28,12 @@ class Recorder:
         self.errors: list[tuple[BaseException, str]] = []
         self.completed: list[tuple[CronTaskRecord, int]] = []
 
-    async def on_task(self, task: CronTaskContext, message_context: dict[str, Any]) -> None:
-        self.runs.append((task, message_context))
-        if self.fail:
-            raise RuntimeError("Task failed")
+    async def on_task(self, task: CronTaskContext, message_context: dict[str, Any], claim: RunClaim) -> None:
+        async with claim as claimed:
+            assert claimed
+            self.runs.append((task, message_context))
+            if self.fail:
+                raise RuntimeError("Task failed")
 
     async def on_error(self, error: BaseException, trigger_id: str) -> None:
         self.errors.append((error, trigger_id))

@@ -171,7 +171,8 @@ async def test_a_due_entry_whose_row_is_gone_is_dropped_without_a_busy_loop(stor
     assert len(time.sleeps) <= 3  # it waited for the due time once, then for new work: no spinning
 
 
-async def test_stop_then_start_is_a_no_op_and_waits_are_capped(storage: Storage) -> None:
+async def test_stop_then_start_runs_the_loop_again_and_waits_are_capped(storage: Storage) -> None:
+    """An engine that loses scheduler leadership stops the loop, and starts it again when it leads again."""
     time = FakeTime()
     delayed = delayed_build(storage, FakeSignals(), time, max_timer_ms=1000)
     await delayed.start()
@@ -179,6 +180,11 @@ async def test_stop_then_start_is_a_no_op_and_waits_are_capped(storage: Storage)
     await settle()
     assert time.sleeps and max(time.sleeps) == 1000
     await delayed.stop()
+    await settle()
+    assert time.sleeping == 0
     await delayed.start()
+    await settle()
+    assert time.sleeping == 1
+    await delayed.stop()
     await settle()
     assert time.sleeping == 0

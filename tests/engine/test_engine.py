@@ -307,6 +307,9 @@ class RecordingAgentSystem:
     async def post(self, ctx: Context, target: Any, item: Any) -> None:
         self.posts.append((ctx, target, dict(item)))
 
+    async def target_prepare(self, ctx: Context, target: Any) -> Any:
+        return target
+
 
 async def test_a_runtime_plugs_its_own_agent_system_into_the_engine(database_url: str, tmp_path: Path) -> None:
     agents = RecordingAgentSystem()

@@ -11,6 +11,7 @@ from daycare.engine.durable_inbox import DurableInboxAgentSystem
 from daycare.engine.heartbeat_prompts import HeartbeatRunTask, heartbeat_prompt_build_batch
 from daycare.engine.heartbeat_scheduler import HeartbeatScheduler
 from daycare.engine.heartbeats import Heartbeats
+from daycare.engine.task_triggers import RunClaim
 from daycare.storage.facade import Storage
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.heartbeat_tasks import HeartbeatTaskRecord
@@ -23,8 +24,10 @@ class Recorder:
         self.errors: list[tuple[BaseException, list[str] | None]] = []
         self.completed: list[HeartbeatRunTask] = []
 
-    async def on_run(self, tasks: list[HeartbeatRunTask], run_at: int) -> None:
-        self.runs.append((tasks, run_at))
+    async def on_run(self, tasks: list[HeartbeatRunTask], run_at: int, claim: RunClaim) -> None:
+        async with claim as claimed:
+            assert claimed
+            self.runs.append((tasks, run_at))
 
     async def on_error(self, error: BaseException, trigger_ids: list[str] | None) -> None:
         self.errors.append((error, trigger_ids))
@@ -147,7 +150,7 @@ async def test_a_missing_task_is_skipped_and_reported_while_the_others_run(stora
 async def test_a_failing_run_is_reported_and_still_stamped(storage: Storage) -> None:
     recorder = Recorder()
 
-    async def on_run(tasks: list[HeartbeatRunTask], run_at: int) -> None:
+    async def on_run(tasks: list[HeartbeatRunTask], run_at: int, claim: RunClaim) -> None:
         raise RuntimeError("agent port down")
 
     scheduler = HeartbeatScheduler(

@@ -84,13 +84,17 @@ POSTGRES_URL_PARAMETERS: dict[str, UrlParameter] = {
     "schema": UrlParameter(),  # checked by _schema_name: any identifier
     "sslmode": UrlParameter(("DISABLE", "ALLOW", "PREFER", "REQUIRE", "VERIFY-CA", "VERIFY-FULL")),
     "lock_timeout": UrlParameter(minimum=0),
+    # Several engines may run on the schema at once (docs/postgres.md, "Several engines on one database").
+    "shared": UrlParameter(("TRUE", "FALSE", "ON", "OFF", "YES", "NO", "1", "0")),
 }
+_SHARED_YES = frozenset({"TRUE", "ON", "YES", "1"})
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 # Pragmas people may try that Daycare sets itself, with what to do instead.
 _MANAGED_PARAMETERS = {
     "journal_mode": "Daycare keeps its files in WAL mode itself; remove it.",
     "busy_timeout": "Use lock_timeout (milliseconds) instead: it waits without blocking the event loop.",
+    "shared": "Only a PostgreSQL database can be shared by several engines; a SQLite file has one engine at a time.",
 }
 
 
@@ -170,6 +174,11 @@ class DatabaseLocation:
         return dict(self.pragmas).get("schema") if self.server is not None else None
 
     @property
+    def shared(self) -> bool:
+        """Whether the URL says `shared=true`: several engines may run on this PostgreSQL schema at once."""
+        return dict(self.pragmas).get("shared") in _SHARED_YES
+
+    @property
     def display(self) -> str:
         if self.server is not None:
             shown, schema = self.server.display, self.schema
@@ -236,6 +245,7 @@ class Database:
 
     location: DatabaseLocation
     context: TortoiseContext
+    shared: bool = False  # several engines write it at once (set by the engine): writes lock what they read
 
     @property
     def path(self) -> Path | None:

@@ -55,3 +55,13 @@ def unique_violation_targets(error: BaseException) -> frozenset[str]:
             return targets
         seen = seen.__cause__
     return frozenset()
+
+
+async def transaction_lock(conn: BaseDBAsyncClient, name: str) -> None:
+    """Serializes the transactions on `conn` that take the lock `name` until they end, across processes.
+
+    PostgreSQL: a transaction-level advisory lock (two engines on one database run transactions side by
+    side). SQLite: nothing to do, since a write transaction (`BEGIN IMMEDIATE`) already excludes the others.
+    """
+    if dialect_of(conn) == POSTGRES:
+        await conn.execute_query(postgres.ADVISORY_XACT_LOCK, list(postgres.transaction_lock_key(name)))

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -55,9 +54,9 @@ UPGRADE_WAIT = 30.0  # seconds a process waits for another process's upgrade to 
 _POLL = 0.1  # seconds between two attempts while waiting
 _NAMELESS_TRIES = 5  # attempts 10 ms apart while the lock is held by a process that names no one
 
-# PostgreSQL: every Daycare advisory lock has this first key ("dayc"), so pg_locks tells ours from others'; the
-# second key is a hash of the schema (postgres_lock_key).
-LOCK_CLASS = 0x64617963
+# PostgreSQL: the engine lock's first key ("dayc"), so pg_locks tells ours from others'; the second key is a hash
+# of the schema (postgres_lock_key).
+LOCK_CLASS = postgres.ENGINE_LOCK_CLASS
 CONNECT_TIMEOUT = 10.0  # seconds to open the lock's connection
 WATCH_INTERVAL = 5.0  # seconds between two checks that the lock's connection is alive
 WATCH_TIMEOUT = 10.0  # a check that takes longer counts as a lost connection
@@ -279,10 +278,19 @@ async def database_lock_wait(
 # PostgreSQL
 
 
+_SHARED_ADVICE = (
+    "Several engines may share a PostgreSQL schema when every one of them says so: shared=true in the database URL,"
+    " or engine.db.shared in settings.json."
+)
+_SHARED_REFUSED = (
+    "This engine runs on a shared database; the holder does not share it (an upgrade, a script, or an engine"
+    " without shared=true) and must stop first."
+)
+
+
 def postgres_lock_key(schema: str) -> tuple[int, int]:
     """The advisory lock key of `schema`: LOCK_CLASS and 31 bits of a hash of its name."""
-    digest = hashlib.sha256(schema.encode()).digest()
-    return LOCK_CLASS, int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return LOCK_CLASS, postgres.name_hash(schema)
 
 
 def _host_name() -> str:
@@ -295,7 +303,7 @@ def _application_name(purpose: str) -> str:
     return f"daycare {purpose} pid={os.getpid()} host={_host_name()}"[:_APPLICATION_NAME_LENGTH]
 
 
-def _holder_parse(row: Any) -> LockHolder:
+def lock_holder_parse(row: Any) -> LockHolder:
     name = str(row["application_name"] or "")
     since = row["backend_start"]
     found = _APPLICATION_NAME.match(name)
@@ -313,9 +321,12 @@ class PostgresLock:
     drops the connection at once, and the server then frees the lock.
     """
 
-    def __init__(self, location: DatabaseLocation, connection: asyncpg.Connection, schema: str) -> None:
+    def __init__(
+        self, location: DatabaseLocation, connection: asyncpg.Connection, schema: str, *, shared: bool = False
+    ) -> None:
         self.location = location
         self.schema = schema
+        self.shared = shared  # held in shared mode, beside other engines of a shared database
         self.key = postgres_lock_key(schema)
         self._connection: asyncpg.Connection | None = connection
         self._on_lost: Callable[[], None] | None = None
@@ -335,6 +346,23 @@ class PostgresLock:
     def watch(self, on_lost: Callable[[], None]) -> None:
         """Calls `on_lost` (once, in the event loop) if the lock's connection is lost while it is held."""
         self._on_lost = on_lost
+
+    async def fetchval(self, sql: str, *args: object) -> object:
+        """Runs one statement on the lock's connection, between the checks; a failure counts as a lost connection."""
+        async with self._busy:
+            connection = self._connection
+            if connection is None:
+                raise StorageError(f"Daycare's lock on {self.location.display} is not held any more.")
+            try:
+                return await connection.fetchval(sql, *args, timeout=WATCH_TIMEOUT)
+            except Exception as exc:
+                self._lost(f"a statement on its connection failed: {exc or type(exc).__name__}")
+                raise
+
+    async def listen(self, channel: str, on_notice: Callable[[str], None]) -> None:
+        """LISTENs on `channel` on the lock's connection: `on_notice(payload)` for every notification."""
+        assert self._connection is not None
+        await self._connection.add_listener(channel, lambda *notice: on_notice(str(notice[-1])))
 
     def _terminated(self, connection: object) -> None:
         if self._connection is not None:  # not released by us: the server or the network ended the session
@@ -401,7 +429,9 @@ class PostgresLock:
             return
         connection.remove_termination_listener(self._terminated)
         try:
-            await connection.fetchval(postgres.ADVISORY_UNLOCK, *self.key, timeout=WATCH_TIMEOUT)
+            # Closing the session frees every advisory lock it holds (a leader's too); unlocking first says so.
+            unlock = postgres.ADVISORY_UNLOCK_SHARED if self.shared else postgres.ADVISORY_UNLOCK
+            await connection.fetchval(unlock, *self.key, timeout=WATCH_TIMEOUT)
             await connection.close(timeout=WATCH_TIMEOUT)
         except Exception as exc:  # the server frees the lock when the session ends
             log.info("Unlocking %s failed (%s); its connection is dropped instead", self.location.display, exc)
@@ -436,13 +466,22 @@ async def _postgres_connect(location: DatabaseLocation, purpose: str) -> asyncpg
 
 async def _postgres_holder(connection: asyncpg.Connection, key: tuple[int, int]) -> LockHolder | None:
     rows = await connection.fetch(postgres.ADVISORY_LOCK_HOLDER, *key)
-    return _holder_parse(rows[0]) if rows else None
+    return lock_holder_parse(rows[0]) if rows else None
 
 
 async def _postgres_lock(
-    location: DatabaseLocation, purpose: str, *, wait: float | None, notify: Callable[[str], None] | None
+    location: DatabaseLocation,
+    purpose: str,
+    *,
+    wait: float | None,
+    notify: Callable[[str], None] | None,
+    shared: bool = False,
 ) -> PostgresLock:
-    """Takes the advisory lock of `location`'s schema; waits up to `wait` seconds for an upgrade (None: never)."""
+    """Takes the advisory lock of `location`'s schema; waits up to `wait` seconds for an upgrade (None: never).
+
+    `shared`: in shared mode, which every engine of a shared database holds at once, and which excludes the
+    others (an upgrade, a script, an engine of an unshared database).
+    """
     import asyncpg
 
     from daycare.storage.db.postgres_backend import postgres_connect_failure
@@ -455,8 +494,10 @@ async def _postgres_lock(
         waiting = False
         nameless = 0
         while True:
-            if await connection.fetchval(postgres.ADVISORY_LOCK_TRY, *key):
-                return PostgresLock(location, connection, schema)
+            if await connection.fetchval(
+                postgres.ADVISORY_LOCK_SHARED_TRY if shared else postgres.ADVISORY_LOCK_TRY, *key
+            ):
+                return PostgresLock(location, connection, schema, shared=shared)
             holder = await _postgres_holder(connection, key)
             if holder is None and nameless < _NAMELESS_TRIES:
                 nameless += 1  # the holder has just released it, or its row is not visible yet: try again
@@ -464,7 +505,8 @@ async def _postgres_lock(
                 continue
             upgrading = holder is not None and holder.purpose == UPGRADE
             if not upgrading or wait is None:
-                raise DatabaseInUse(location, holder, schema=schema)
+                advice = [] if purpose != ENGINE else [_SHARED_ADVICE if not shared else _SHARED_REFUSED]
+                raise DatabaseInUse(location, holder, *advice, schema=schema)
             assert holder is not None
             if time.monotonic() >= deadline:
                 raise DatabaseInUse(
@@ -485,6 +527,13 @@ async def _postgres_lock(
         if isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)):
             raise postgres_connect_failure(location, exc) from None
         raise
+
+
+async def postgres_lock_shared(
+    location: DatabaseLocation, *, wait: float | None = UPGRADE_WAIT, notify: Callable[[str], None] | None = None
+) -> PostgresLock:
+    """The engine lock of a shared database, in shared mode; waits up to `wait` seconds for an upgrade."""
+    return await _postgres_lock(location, ENGINE, wait=wait, notify=notify, shared=True)
 
 
 async def postgres_lock_try(location: DatabaseLocation, purpose: str) -> PostgresLock:

@@ -8,6 +8,8 @@ the first schema of the server's search_path. The schema choices are in docs/pos
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
@@ -250,7 +252,7 @@ async def checks_by_table(conn: BaseDBAsyncClient, table: str | None = None) -> 
 
 
 async def table_triggers(conn: BaseDBAsyncClient, table: str) -> dict[str, str]:
-    """The user-defined triggers of `table`: name -> CREATE TRIGGER text (the baseline makes none)."""
+    """The user-defined triggers of `table`: name -> CREATE TRIGGER text, without schema names."""
     return dict((await triggers_by_table(conn, table)).get(table, []))
 
 
@@ -267,7 +269,15 @@ async def triggers_by_table(conn: BaseDBAsyncClient, table: str | None = None) -
         """,
         [table],
     )
-    return _by_table(rows, lambda row: (str(row["name"]), str(row["definition"])))
+    return _by_table(rows, lambda row: (str(row["name"]), _unqualified(str(row["definition"]))))
+
+
+_QUALIFIED = re.compile(r'( ON | FUNCTION )(?:"[^"]+"|[A-Za-z_][A-Za-z0-9_$]*)\.')
+
+
+def _unqualified(definition: str) -> str:
+    """A trigger's text without the schema of its table and function: the expected schema is built in pg_temp."""
+    return _QUALIFIED.sub(r"\1", definition)
 
 
 # A throwaway schema on the same server, to see what a chain of migrations makes.
@@ -467,6 +477,27 @@ async def copy_sequence_set(conn: BaseDBAsyncClient, table: str, column: str, va
 LOCK_CURRENT_SCHEMA = "SELECT current_schema()"
 ADVISORY_LOCK_TRY = "SELECT pg_try_advisory_lock($1::int4, $2::int4)"
 ADVISORY_UNLOCK = "SELECT pg_advisory_unlock($1::int4, $2::int4)"
+ADVISORY_LOCK_SHARED_TRY = "SELECT pg_try_advisory_lock_shared($1::int4, $2::int4)"
+ADVISORY_UNLOCK_SHARED = "SELECT pg_advisory_unlock_shared($1::int4, $2::int4)"
+ADVISORY_XACT_LOCK = "SELECT pg_advisory_xact_lock($1::int4, $2::int4)"
+# Every Daycare advisory lock has one of these first keys, so pg_locks tells them apart: the engine lock of a schema
+# ("dayc"), its scheduler leadership ("dayl"), its migrations ("daym"), and a transaction's named lock ("dayx").
+ENGINE_LOCK_CLASS = 0x64617963
+LEADER_LOCK_CLASS = 0x6461796C
+MIGRATION_LOCK_CLASS = 0x6461796D
+TRANSACTION_LOCK_CLASS = 0x64617978
+
+
+def name_hash(name: str) -> int:
+    """31 bits of a hash of `name`: the second key of an advisory lock."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def transaction_lock_key(name: str) -> tuple[int, int]:
+    """The advisory lock key of a transaction lock named `name`."""
+    return TRANSACTION_LOCK_CLASS, name_hash(name)
+
+
 LOCK_PING = "SELECT 1"
 # Who holds the key ($1, $2) in this database: the session's pid, what it calls itself, and since when it is connected.
 ADVISORY_LOCK_HOLDER = """
@@ -476,3 +507,22 @@ WHERE locks.locktype = 'advisory' AND locks.granted AND locks.objsubid = 2
   AND locks.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND locks.classid::int8 = $1 AND locks.objid::int8 = $2
 """
+
+# The sessions holding a schema's engine lock (every engine of a shared database; one otherwise), and whether each
+# also holds its scheduler leadership: what `daycare db status` lists. $1/$2 the engine key, $3 the leader class.
+ENGINES_CONNECTED = """
+SELECT activity.pid, activity.application_name, activity.client_addr::text AS client, activity.backend_start,
+  locks.mode = 'ShareLock' AS shared,
+  EXISTS (
+    SELECT 1 FROM pg_locks AS leader
+    WHERE leader.pid = locks.pid AND leader.locktype = 'advisory' AND leader.granted AND leader.objsubid = 2
+      AND leader.database = locks.database AND leader.classid::int8 = $3 AND leader.objid::int8 = $2
+  ) AS leads
+FROM pg_locks AS locks JOIN pg_stat_activity AS activity ON activity.pid = locks.pid
+WHERE locks.locktype = 'advisory' AND locks.granted AND locks.objsubid = 2
+  AND locks.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND locks.classid::int8 = $1 AND locks.objid::int8 = $2
+ORDER BY activity.backend_start, activity.pid
+"""
+# The channel on which the change triggers (migration 1 of the PostgreSQL chain) announce `<schema> <table> <key>`.
+CHANGES_CHANNEL = "daycare_changes"

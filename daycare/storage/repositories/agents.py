@@ -106,6 +106,7 @@ def _session_set(query: type[Query]) -> QueryBuilder:
 
 # A cache miss and the facade's writes are hot paths: built once, not as a queryset per call.
 _BY_ID = Statement(_by_id)
+_BY_ID_LOCKED = Statement(lambda query: _by_id(query).for_update())  # PostgreSQL only: SQLite has no FOR UPDATE
 _SESSION_SET = Statement(_session_set)
 
 
@@ -211,9 +212,12 @@ class AgentsRepository(CachedRepository[str, AgentRecord]):
         """Caches a record whose row the facade committed (inside `writing(record.id)`)."""
         self._cache.put(record.id, record)
 
-    async def row_load(self, id: str) -> AgentRecord | None:
-        """Reads the row, bypassing the cache; None when there is none or it cannot be read."""
-        rows = await _BY_ID.rows(self._conn(), id=id)
+    async def row_load(self, id: str, *, lock: bool = False) -> AgentRecord | None:
+        """Reads the row, bypassing the cache; None when there is none or it cannot be read.
+
+        `lock` (PostgreSQL, inside a transaction) locks the row until the transaction ends.
+        """
+        rows = await (_BY_ID_LOCKED if lock else _BY_ID).rows(self._conn(), id=id)
         return self._record(rows[0]) if rows else None
 
     async def row_upsert(self, record: AgentRecord) -> None:

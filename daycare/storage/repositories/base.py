@@ -14,16 +14,18 @@ attributes (`fields`, `conflict`, `keep_if_none`, `nullable`) and a few small me
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
+from pypika_tortoise.queries import Query, QueryBuilder
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.fields import IntField
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from daycare.storage.db.database import Database
-from daycare.storage.db.statements import Statement, upsert_statement
+from daycare.storage.db.statements import ModelTable, Statement, slot, upsert_statement
 from daycare.storage.repositories.cache import CacheWrite, RecordCache
 from daycare.storage.repositories.patches import record_patch
 from daycare.storage.repositories.record_checks import (
@@ -36,6 +38,29 @@ from daycare.storage.repositories.record_checks import (
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
+
+
+_LOCKED_READS: dict[tuple[type[Model], tuple[str, ...], tuple[str, ...]], Statement] = {}
+
+
+def _locked_read(model: type[Model], fields: tuple[str, ...], key_fields: tuple[str, ...]) -> Statement:
+    """SELECT `fields` (keyed by field name) of the row whose `key_fields` equal their slots, FOR UPDATE.
+
+    PostgreSQL only. Not Tortoise's select_for_update: `values()` drops it, and a queryset judges it by the
+    capabilities of the fallback context (SQLite's, without FOR UPDATE), so it never reached the server.
+    """
+    statement = _LOCKED_READS.get((model, fields, key_fields))
+    if statement is None:
+
+        def build(query: type[Query]) -> QueryBuilder:
+            table = ModelTable(model)
+            select = query.from_(table.table).select(*(table[field].as_(field) for field in fields))
+            for field in key_fields:
+                select = select.where(table[field] == slot(field))
+            return select.for_update()
+
+        statement = _LOCKED_READS[(model, fields, key_fields)] = Statement(build)
+    return statement
 
 
 class Repository(Generic[R]):
@@ -167,6 +192,21 @@ class CachedRepository(Repository[R], Generic[K, R]):
         """The record as the table will hold it (trimmed, normalised); raises ValueError if it cannot be."""
         return record
 
+    def changed(self, key: str) -> None:
+        """Another engine changed the row(s) whose announced key is `key` (the `id` column, by default).
+
+        A repository keyed otherwise forgets every record: on a table that changes rarely, that is cheaper
+        than a lookup that would have to be exact while loads run.
+        """
+        if self.key_fields == ("id",):
+            self._cache.invalidate(cast(K, key))
+        else:
+            self._cache.invalidate_all()
+
+    def changes_missed(self) -> None:
+        """Changes of other engines may have been missed: every record is forgotten."""
+        self._cache.invalidate_all()
+
     # The shared paths.
 
     def _writing(self, key: K) -> CacheWrite[K, R]:
@@ -212,19 +252,32 @@ class CachedRepository(Repository[R], Generic[K, R]):
         Raises LookupError("<entity> not found: <key>"), TypeError for an unknown field or another
         id, and ValueError for a None the field cannot take.
         """
+        shared = self._db.shared
         async with self._writing(key):
-            current = self._cache.get(key) or await self._read_first(self._query(**self.key_filter(key)))
-            if current is None:
-                raise LookupError(f"{self.entity} not found: {self._key_text(key)}")
-            patched: R = record_patch(
-                cast(Any, current), changes, entity=self.entity, keep_if_none=self.keep_if_none, nullable=self.nullable
-            )
-            changed = self.stored(patched)
-            self._write_check(changed)
-            row = self.row_of(changed)
-            for field in self.conflict:
-                row.pop(field)
-            await self._query(**self.key_filter(key)).update(**row)
+            # Several engines: the row is read locked, in the transaction that writes it, so no engine's
+            # update is lost to another's merge of an older record.
+            async with self._db.in_transaction() if shared else contextlib.nullcontext():
+                filters = self.key_filter(key)
+                if shared:
+                    rows = await _locked_read(self.model, self.fields, tuple(filters)).rows(self._conn(), **filters)
+                    current = self._record(rows[0]) if rows else None
+                else:
+                    current = self._cache.get(key) or await self._read_first(self._query(**filters))
+                if current is None:
+                    raise LookupError(f"{self.entity} not found: {self._key_text(key)}")
+                patched: R = record_patch(
+                    cast(Any, current),
+                    changes,
+                    entity=self.entity,
+                    keep_if_none=self.keep_if_none,
+                    nullable=self.nullable,
+                )
+                changed = self.stored(patched)
+                self._write_check(changed)
+                row = self.row_of(changed)
+                for field in self.conflict:
+                    row.pop(field)
+                await self._query(**self.key_filter(key)).update(**row)
             self._moved(key, changed)
         return changed
 

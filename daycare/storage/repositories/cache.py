@@ -13,6 +13,10 @@ The rule, whatever the driver and however often it yields to the event loop:
    touched while it ran: the cache counts writes, and a key remembers the count at which its last
    write ended, so a slow load never brings back a row that a write has replaced meanwhile.
 
+4. A change another engine committed (on shared PostgreSQL, announced by the database) invalidates
+   its key like a write that ended now: loads in flight do not store it, and a write in flight
+   on that key evicts it at its end instead of keeping its own result.
+
 So a concurrent reader sees the committed record from before a write or the one after it, never
 an older one. Records are frozen (see `daycare.storage.json_values`), so the cache hands out the
 cached object itself.
@@ -75,12 +79,14 @@ class CacheWrite(Generic[K, R]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         cache, key = self._cache, self._key
-        if exc_type is not None:
+        if exc_type is not None or key in cache._invalidated:
             cache.evict(key)
         cache._version += 1
         remaining = cache._writing.pop(key) - 1
         if remaining:
             cache._writing[key] = remaining
+        else:
+            cache._invalidated.discard(key)
         if cache._loads:
             cache._ended_at[key] = cache._version
         await self._hold.__aexit__(exc_type, exc, tb)
@@ -96,6 +102,8 @@ class RecordCache(Generic[K, R]):
         self._version = 0  # bumped when a write begins and when it ends
         self._ended_at: dict[K, int] = {}  # the version at which each key's last write ended
         self._writing: dict[K, int] = {}  # keys with writes in flight, and how many
+        self._invalidated: set[K] = set()  # keys with writes in flight that another engine changed meanwhile
+        self._cleared_at = 0  # the version at which every key was last invalidated
         self._loads = 0
 
     def get(self, key: K) -> R | None:
@@ -114,6 +122,26 @@ class RecordCache(Generic[K, R]):
         self.records.pop(key, None)
         self.all_loaded = False
 
+    def invalidate(self, key: K) -> None:
+        """Forgets a key another engine changed, as if a write on it ended now (rule 4)."""
+        self._version += 1
+        self.evict(key)
+        if key in self._writing:
+            self._invalidated.add(key)
+        if self._loads:
+            self._ended_at[key] = self._version
+
+    def invalidate_all(self) -> None:
+        """Forgets every key, as if each had a write that ended now (changes may have been missed)."""
+        self._version += 1
+        self.records.clear()
+        self.all_loaded = False
+        self._invalidated.update(self._writing)
+        self._cleared_at = self._version
+
+    def keys(self) -> list[K]:
+        return list(self.records)
+
     def writing(self, key: K) -> CacheWrite[K, R]:
         """`async with cache.writing(key):` holds the key's lock for one write; a failed or cancelled
         write evicts the key."""
@@ -131,4 +159,4 @@ class RecordCache(Generic[K, R]):
                 self._ended_at.clear()
 
     def _untouched_since(self, key: K, since: int) -> bool:
-        return key not in self._writing and self._ended_at.get(key, 0) <= since
+        return key not in self._writing and self._ended_at.get(key, 0) <= since and self._cleared_at <= since

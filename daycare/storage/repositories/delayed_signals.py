@@ -2,14 +2,15 @@
 
 Creating a signal with a `repeat_key` replaces the user's other pending signals of the same type
 and key: the delete and the upsert commit together or not at all, and the write holds the
-cache locks of every row it touches. Replacements of one repeat key also run one at a time: on
-PostgreSQL two transactions run side by side, and each would miss the row the other inserts.
+cache locks of every row it touches. Replacements of one repeat key also run one at a time, in
+this process and across engines (a transaction lock): on PostgreSQL two transactions run side by
+side, and each would miss the row the other inserts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.schema import DelayedSignal
 from daycare.storage.db.database import Database
+from daycare.storage.db.dialect import transaction_lock
 from daycare.storage.json_values import frozen, json_encode
 from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
@@ -129,6 +131,20 @@ class DelayedSignalsRepository(CachedRepository[str, DelayedSignalRecord]):
         """Deletes one signal; whether there was one."""
         return await self._delete(id)
 
+    @asynccontextmanager
+    async def delivering(self, id: str) -> AsyncIterator[bool]:
+        """`async with signals.delivering(id) as mine:` deletes the signal in a transaction that the block's
+        writes (its delivery) join; `mine` is False when it was gone (delivered or cancelled elsewhere).
+
+        The delete commits with the delivery, or is undone with it when the block raises: of several
+        engines delivering one signal, one does, once.
+        """
+        async with self._writing(id):
+            async with self._db.in_transaction() as conn:
+                removed = await self.model.filter(id=id).using_db(conn).delete()
+                yield bool(removed)
+            self._cache.drop(id)
+
     async def delete_by_repeat_key(self, ctx: Context, type: str, repeat_key: str) -> int:
         """Cancels the user's signals of this type and repeat key in one transaction; returns how many were removed."""
         return await self._repeat_replace(_Repeat(ctx.user_id, type, repeat_key), None)
@@ -156,6 +172,8 @@ class DelayedSignalsRepository(CachedRepository[str, DelayedSignalRecord]):
                 for key in sorted(locked if own_id is None else locked | {own_id}):
                     await held.enter_async_context(self._writing(key))
                 async with self._db.in_transaction() as conn:
+                    # Other engines on the database replace this repeat key one at a time with this one.
+                    await transaction_lock(conn, f"signals_delayed {repeat.user_id} {repeat.type} {repeat.repeat_key}")
                     others = await self._repeat_ids(conn, repeat, own_id)
                     unlocked = set(others) - locked
                     if not unlocked:  # else nothing is written: the empty transaction commits

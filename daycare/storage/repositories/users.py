@@ -24,7 +24,7 @@ from tortoise.queryset import QuerySet
 from daycare.schema import User, UserConnectorKey
 from daycare.storage.clock import now_ms
 from daycare.storage.db.database import Database
-from daycare.storage.db.dialect import unique_violation_targets
+from daycare.storage.db.dialect import transaction_lock, unique_violation_targets
 from daycare.storage.db.statements import ModelTable, Statement, returning, slot
 from daycare.storage.identifiers import cuid_create, nametag_generate
 from daycare.storage.repositories.base import CachedRepository
@@ -187,6 +187,10 @@ def _key_read(row: Mapping[str, Any]) -> ConnectorKeyRecord:
 def _users_sort(records: Iterable[UserRecord]) -> list[UserRecord]:
     # Legacy sorted ids with JS localeCompare; cuid2 ids are lowercase alphanumerics, where it equals code order.
     return sorted(records, key=lambda record: (record.created_at, record.id))
+
+
+class OwnerExists(RuntimeError):
+    """An owner was to be created on a shared database, and another engine has created one."""
 
 
 class UsersRepository(CachedRepository[str, UserRecord]):
@@ -416,6 +420,11 @@ class UsersRepository(CachedRepository[str, UserRecord]):
     async def _insert(self, record: UserRecord, connector_key: str) -> UserRecord:
         """Writes the user row and its key atomically; returns the record with the key's id."""
         async with self._db.in_transaction() as conn:
+            if record.is_owner and self._db.shared:
+                # Engines starting at once on an empty database would each create the owner.
+                await transaction_lock(conn, "users owner")
+                if await self._query(is_owner=True).exists():
+                    raise OwnerExists("another engine created the owner meanwhile")
             await _USER_INSERT.run(conn, **{field: getattr(record, field) for field in USER_FIELDS})
             if not connector_key:
                 return record

@@ -13,7 +13,19 @@ LATER_OBJECTS = {
     "idx_signals_delayed_repeat": (
         'CREATE INDEX "idx_signals_delayed_repeat" ON "signals_delayed" ("user_id", "type", "repeat_key")'
     ),
+    "trigger_runs": (
+        'CREATE TABLE "trigger_runs" (\n'
+        '    "id" TEXT NOT NULL PRIMARY KEY,\n'
+        '    "occurrence_at" INTEGER NOT NULL,\n'
+        '    "claimed_at" INTEGER NOT NULL,\n'
+        '    "engine" TEXT NOT NULL\n'
+        ")"
+    ),
 }
+
+
+# The tables of those migrations (Daycare's own; a legacy file's upgrade adds them, empty).
+LATER_TABLES = frozenset({"trigger_runs"})
 
 
 def migrated_schema_sql() -> dict[str, str]:

@@ -161,7 +161,7 @@ async def test_aerich_upgrade_creates_a_fresh_schema_like_daycare_upgrade(postgr
     finally:
         for db in databases:
             await database_close(db)
-    assert len(expected) == 21
+    assert len(expected) == 22
     issues = schema_tolerant_compare(expected, actual, frozenset())
     assert not issues, schema_report(issues)
     # ...and by pg_dump's text, with the schema names and owner ids masked.

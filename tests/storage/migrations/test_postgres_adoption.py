@@ -163,7 +163,7 @@ async def test_an_empty_schema_gets_the_baseline(postgres_url: str, home: Path) 
     await opened(postgres_url, status_migrate)
     assert backups(home) == []  # an empty schema holds nothing to back up
     migrated = await postgres_snapshot(postgres_url)
-    assert len(migrated.rows) == 22 and migrated.rows["users"][0] == 1  # 21 tables, aerich; the bootstrap owner
+    assert len(migrated.rows) == 23 and migrated.rows["users"][0] == 1  # 22 tables, aerich; the bootstrap owner
     assert migrated.rows["aerich"][0] == len(PG_VERSIONS)
     assert await opened(postgres_url, database_migrate) == []  # up to date: nothing applied, nothing written
     assert await postgres_snapshot(postgres_url) == migrated

@@ -174,7 +174,7 @@ async def test_db_check_reads_drift_on_a_read_only_connection_and_changes_nothin
             ],
             "users": ["missing index idx_users_parent: (parent_user_id) WHERE (parent_user_id IS NOT NULL)"],
         }
-        with pytest.raises(DatabaseRefused, match=r"differs from what its 1 applied migration\(s\) create"):
+        with pytest.raises(DatabaseRefused, match=r"differs from what its 2 applied migration\(s\) create"):
             state = await file_inspect(reader.connection())
             await adoption_check(reader.connection(), state, migrations_load(dialect=POSTGRES))
         # The expected schema was built in a rolled-back transaction of the session's temporary schema:
@@ -189,6 +189,6 @@ async def test_db_check_reads_drift_on_a_read_only_connection_and_changes_nothin
                 " WHERE n.nspname LIKE 'pg_temp%' AND c.relname = 'token_stats_hourly'"
             )
             assert leftovers == 0
-        assert len(await postgres.table_names(reader.connection())) == 22  # 21 tables and aerich
+        assert len(await postgres.table_names(reader.connection())) == 23  # 22 tables and aerich
     finally:
         await database_close(reader)

@@ -123,3 +123,43 @@ def test_writes_to_one_key_take_turns_and_idle_bookkeeping_is_dropped() -> None:
         assert cache._writing == {} and cache._ended_at == {}
 
     asyncio.run(scenario())
+
+
+def test_a_change_of_another_engine_during_a_load_keeps_the_load_from_storing_that_key() -> None:
+    """Rule 4: the load read the row before the other engine's commit, the notice came before the load stored."""
+    cache: RecordCache[str, str] = RecordCache()
+    with cache.loading() as load:
+        cache.invalidate("k")
+        load.store([("k", "old"), ("other", "o")], complete=True)
+    assert cache.get("k") is None
+    assert cache.get("other") == "o"
+    assert not cache.all_loaded  # a key was changed meanwhile: misses must ask the database
+
+
+def test_a_change_of_another_engine_during_a_local_write_evicts_the_key_at_its_end() -> None:
+    """The local write's result may be older than the other engine's commit: the next read asks the database."""
+    cache: RecordCache[str, str] = RecordCache()
+
+    async def scenario() -> None:
+        async with cache.writing("k"):
+            cache.put("k", "local")
+            cache.invalidate("k")
+            cache.put("k", "local")  # the write puts its result after the notice came
+        assert cache.get("k") is None
+        async with cache.writing("k"):  # the next write is not affected by the earlier notice
+            cache.put("k", "again")
+        assert cache.get("k") == "again"
+
+    asyncio.run(scenario())
+
+
+def test_changes_missed_forget_everything_and_stop_every_load_in_flight_from_storing() -> None:
+    cache: RecordCache[str, str] = RecordCache()
+    cache.put("a", "a")
+    with cache.loading() as load:
+        cache.invalidate_all()
+        load.store([("b", "old")])
+    assert cache.get("a") is None and cache.get("b") is None
+    with cache.loading() as load:  # a load that begins afterwards stores again
+        load.store([("b", "new")])
+    assert cache.get("b") == "new"
