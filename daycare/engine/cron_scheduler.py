@@ -11,9 +11,10 @@ occurrence that fell due while no engine led (once, however many fell due). A tr
 claimed (written before claims existed) is scheduled from now, as the legacy loop did.
 
 A run resolves the trigger's task, hands it to `on_task` (which posts it inside the claim),
-and then records `last_run_at`, even when `on_task` failed (the error goes to `on_error`). A trigger whose task is missing is not run and its `last_run_at` stays; the
-error goes to `on_error` (the legacy code swallowed it). A `delete_after_run` trigger is
-deleted after its run, whatever the outcome.
+and then records `last_run_at`, even when `on_task` failed (the error goes to `on_error`). A
+trigger whose task is missing is not run and its `last_run_at` stays; the error goes to
+`on_error` (the legacy code swallowed it). A `delete_after_run` trigger is deleted after its
+run, whatever the outcome.
 """
 
 from __future__ import annotations
@@ -219,14 +220,14 @@ class CronScheduler:
         return CronTaskInfo(task.id, task.task_id, task.name, task.agent_id, task.user_id)
 
     async def _schedule_all(self) -> None:
+        claims = {run.id: run.occurrence_at for run in await self._runs.find_all()} if self._runs is not None else {}
         for record in await self._cron_tasks.find_all():
-            await self._schedule(record)
+            await self._schedule(record, claims.get(cron_run_id(record.id)))
 
-    async def _schedule(self, record: CronTaskRecord) -> None:
-        now = self._clock()
-        claimed = await self._runs.find_by_id(cron_run_id(record.id)) if self._runs is not None else None
-        # After its last claimed occurrence: one that fell due while no engine led runs at once.
-        next_run = cron_next_run(record.schedule, claimed.occurrence_at if claimed is not None else now)
+    async def _schedule(self, record: CronTaskRecord, claimed: int | None = None) -> None:
+        """Schedules after `claimed`, the trigger's last claimed occurrence (one that fell due while no engine
+        led runs at once), else from now."""
+        next_run = cron_next_run(record.schedule, self._clock() if claimed is None else claimed)
         if next_run is None:
             # Only rows written before schedules were checked on creation can get here.
             log.warning("cron trigger %s: invalid schedule %r; not scheduled", record.id, record.schedule)

@@ -104,6 +104,8 @@ class DelayedSignals:
         # engine waits for and lists; rows other engines write are found when due (`find_due`).
         self._entries: dict[str, DelayedSignalRecord] = {}
         self._loaded = False
+        self._changes = 0  # changes other engines made, as heard (see `changed`)
+        self._reloading: asyncio.Task[None] | None = None
         self._ticker = Ticker("delayed-signals", self._step, sleep, error_delay_ms=self._failure_retry_ms)
 
     async def load(self) -> None:
@@ -184,17 +186,29 @@ class DelayedSignals:
         return removed
 
     def changed(self) -> None:
-        """Another engine changed the table: the queue is read again before its next use, and the timer looks again."""
+        """Another engine changed the table: the queue is read again, at once when this engine delivers
+        (its timer looks again), else shortly (so that `list()` shows it)."""
         self._loaded = False
+        self._changes += 1
         if self._ticker.running:
             self._ticker.poke()
+        elif self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(self._reload_soon())
+
+    async def _reload_soon(self) -> None:
+        await asyncio.sleep(0.05)  # changes come in bursts: one read for a burst
+        try:
+            await self.load()
+        except Exception:
+            log.warning("delayed signals: reading the queue again failed", exc_info=True)
 
     async def _load_unlocked(self) -> None:
         if self._loaded:
             return
+        changes = self._changes
         records = await self._repository.find_all()
         self._entries = {record.id: record for record in records}
-        self._loaded = True
+        self._loaded = changes == self._changes  # a change heard meanwhile means reading again
 
     async def _step(self) -> int | None:
         """Delivers what is due; returns how long to wait before looking again (None: until poked)."""

@@ -58,8 +58,12 @@ from daycare.storage.repositories.users import UserRecord
 
 log = logging.getLogger("daycare.engine")
 
-# The services that run only on the engine that leads a shared database, in start order.
+# The schedulers: stopped first whenever an engine stops or loses leadership.
 SCHEDULERS = ("crons", "heartbeats", "delayed signals")
+# The services that run only on the engine that leads a shared database, in start order: the schedulers, and
+# the supervisors of what is local to one host (managed processes and their pids; the expose proxy's port).
+LEADER_SERVICES = (*SCHEDULERS, "processes", "exposes")
+CRON_RELOAD_DELAY = 0.05  # seconds: the leader reads the cron triggers again once per burst of changes
 
 
 class _Service(Protocol):
@@ -214,6 +218,8 @@ class Engine:
         self._lock: DatabaseLock | PostgresLock | None = None
         self._coordinator: Coordinator | None = None  # on a shared database, instead of `_lock`
         self._leadership = asyncio.Lock()  # the schedulers start and stop one change of leadership at a time
+        self._cron_reload_wanted = False
+        self._cron_reloading: asyncio.Task[None] | None = None
         self._services: EngineServices | None = None
         self._started: list[tuple[str, _Service]] = []
         self._stopping = asyncio.Lock()  # a stop after a lost lock and the caller's stop run one after the other
@@ -303,7 +309,7 @@ class Engine:
             )
             await services.channels.load()
             for name, service in self._services_of(services):
-                if name in SCHEDULERS and self._coordinator is not None:
+                if name in LEADER_SERVICES and self._coordinator is not None:
                     continue  # they start when this engine leads
                 # Recorded before it starts: a start that fails half-way is still stopped.
                 self._started.append((name, service))
@@ -338,30 +344,48 @@ class Engine:
             if services is None or self._coordinator is None or not self._coordinator.leader:
                 return
             for name, service in self._services_of(services):
-                if name in SCHEDULERS and all(name != started for started, _ in self._started):
+                if name in LEADER_SERVICES and all(name != started for started, _ in self._started):
                     self._started.append((name, service))
                     await service.start()
 
     def _lead_lost(self) -> None:
         """This engine no longer leads (its coordination connection is gone): its schedulers stop first of all."""
         log.error("lost the leadership of the shared database: the schedulers stop; another engine takes over")
-        asyncio.get_running_loop().create_task(self._schedulers_stop(), name="daycare-schedulers-stop")
+        asyncio.get_running_loop().create_task(self._leader_services_stop(), name="daycare-schedulers-stop")
 
-    async def _schedulers_stop(self) -> None:
+    async def _leader_services_stop(self) -> None:
+        """Stops the leader's services: the schedulers first, then the others in reverse start order."""
         async with self._leadership:
-            running = [(name, service) for name, service in self._started if name in SCHEDULERS]
-            self._started = [entry for entry in self._started if entry[0] not in SCHEDULERS]
-            for name, service in reversed(running):
+            running = [(name, service) for name, service in self._started if name in LEADER_SERVICES]
+            self._started = [entry for entry in self._started if entry[0] not in LEADER_SERVICES]
+            running.sort(key=lambda entry: entry[0] not in SCHEDULERS)
+            for name, service in running:
                 try:
                     await service.stop()
                 except Exception:
                     log.exception("stopping %s failed", name)
 
     def _schedule_reload(self) -> None:
-        """Another engine changed a cron trigger: the leader's scheduler reads them again."""
-        services = self._services
-        if services is not None and self.leads:
-            asyncio.get_running_loop().create_task(services.crons.scheduler.reload(), name="daycare-cron-reload")
+        """A cron trigger changed (maybe by another engine): the leader's scheduler reads them again, once per burst."""
+        if self._services is None or not self.leads:
+            return
+        self._cron_reload_wanted = True
+        if self._cron_reloading is None or self._cron_reloading.done():
+            self._cron_reloading = asyncio.get_running_loop().create_task(
+                self._cron_reload(), name="daycare-cron-reload"
+            )
+
+    async def _cron_reload(self) -> None:
+        while self._cron_reload_wanted:
+            self._cron_reload_wanted = False
+            await asyncio.sleep(CRON_RELOAD_DELAY)  # a run stamps last_run_at, and notices come in bursts
+            services = self._services
+            if services is None or not self.leads:
+                return
+            try:
+                await services.crons.scheduler.reload()
+            except Exception:
+                log.warning("reading the cron triggers again failed", exc_info=True)
 
     def _changed(self, table: str, key: str) -> None:
         if self._services is not None:

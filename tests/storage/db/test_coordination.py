@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from daycare.config import Config, config_load
-from daycare.engine.engine import SCHEDULERS, Engine
+from daycare.engine.engine import LEADER_SERVICES, SCHEDULERS, Engine
 from daycare.storage.db.database import database_location
 from daycare.storage.db.lock import UPGRADE, DatabaseInUse, database_lock_wait
 from daycare.storage.errors import StorageError
-from tests.engine.helpers import agent_create
+from daycare.storage.repositories.context import Context
+from tests.engine.helpers import FakeTime, agent_create, inbox_items, system_agent_id, task_create
 from tests.postgres_server import postgres_connection
 
 
@@ -63,9 +64,9 @@ async def test_shared_engines_each_hold_the_lock_and_exactly_one_leads(postgres_
     first, second = engine_at(url, tmp_path, "a"), engine_at(url, tmp_path, "b")
     async with first, second:
         assert (first.leads, second.leads) == (True, False)
-        assert set(SCHEDULERS) <= set(first.started_services)
-        assert not set(SCHEDULERS) & set(second.started_services)
-        assert "processes" in second.started_services  # a follower serves everything but the schedulers
+        assert set(LEADER_SERVICES) <= set(first.started_services)
+        assert not set(LEADER_SERVICES) & set(second.started_services)
+        assert {"signals", "channels"} <= set(second.started_services)
         assert (await first.summary()).line().endswith("this engine leads (it runs the schedulers)")
         assert "this engine follows" in (await second.summary()).line()
         owners = [user for user in await second.storage.users.find_all() if user.is_owner]
@@ -80,7 +81,7 @@ async def test_a_leader_whose_connection_is_cut_stops_scheduling_and_another_eng
     async with leader, follower:
         assert leader.leads
         cut = await session_cut(postgres_url, leader)
-        await waited_for(lambda: not leader.leads and not set(SCHEDULERS) & set(leader.started_services))
+        await waited_for(lambda: not leader.leads and not set(LEADER_SERVICES) & set(leader.started_services))
         # The engine whose connection held is first in line: the cut one competes again only later.
         await waited_for(lambda: bool(follower.leads) and set(SCHEDULERS) <= set(follower.started_services))
         # The old leader reconnects as a follower and keeps serving.
@@ -203,3 +204,50 @@ async def test_db_status_lists_the_engines_of_a_shared_schema_and_the_leader(pos
     engines = lines[start + 1 : start + 3]
     assert [line.endswith("(leads the schedulers)") for line in engines] == [True, False]
     assert all(line.startswith("  - an engine (pid ") for line in engines)
+
+
+async def test_a_heartbeat_round_runs_once_per_interval_whichever_engine_leads(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Two engines on one fake clock: the leader runs each round; after it stops, the other runs the next, once."""
+    url = shared(postgres_url)
+    time_ = FakeTime()
+
+    def engine(name: str) -> Engine:
+        config = Config(url, tmp_path / name, "test")
+        return Engine(config, clock=time_.now, sleep=time_.sleep, heartbeat_interval_ms=60_000)
+
+    leader, follower = engine("a"), engine("b")
+    await leader.start()
+    try:
+        owner = await leader.storage.users.find_owner()
+        assert owner is not None
+        await task_create(leader.storage, "task-beat", owner.id)
+        await leader.services.heartbeats.add_task(Context(owner.id), task_id="task-beat", id="beat")
+        await follower.start()
+        assert leader.leads and not follower.leads
+
+        async def rounds() -> int:
+            agent_id = await system_agent_id(follower.storage, owner.id, "heartbeat")
+            items = await inbox_items(follower.storage, agent_id) if agent_id else []
+            return sum(1 for item in items if item.get("origin") == "heartbeat")
+
+        for expected in (1, 2):
+            await time_.advance(60_000)
+            await waited_for(lambda expected=expected: _equals(rounds(), expected))  # type: ignore[misc]
+        await leader.stop()
+        await waited_for(lambda: bool(follower.leads) and "heartbeats" in follower.started_services)
+        await time_.advance(60_000)
+        await waited_for(lambda: _equals(rounds(), 3))
+        await time_.advance(1)  # nothing more falls due: no second run of that round
+        await asyncio.sleep(0.3)
+        assert await rounds() == 3
+        run = await follower.storage.trigger_runs.find_by_id("heartbeat")
+        assert run is not None and run.engine == follower.name and run.occurrence_at <= time_.now()
+    finally:
+        await leader.stop()
+        await follower.stop()
+
+
+async def _equals(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
