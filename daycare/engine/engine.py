@@ -19,6 +19,7 @@ change. See docs/postgres.md, "Several engines on one database".
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -259,6 +260,8 @@ class Engine:
             raise RuntimeError("The engine is already started.")
         location = database_location(self.config.db_location)
         shared = location.shared or self.config.db_shared
+        if shared and not location.shared:  # engine.db.shared: the connections must know it too
+            location = dataclasses.replace(location, pragmas=(*location.pragmas, ("shared", "TRUE")))
         if shared and location.server is None:
             raise StorageError(
                 f"{location.display} cannot be shared by several engines: only a PostgreSQL database can.",

@@ -286,6 +286,8 @@ def postgres_connect_arguments(location: DatabaseLocation) -> dict[str, Any]:
 def _postgres_credentials(location: DatabaseLocation, read_only: bool) -> dict[str, Any]:
     parameters = dict(location.pragmas)
     settings = {"lock_timeout": parameters.get("lock_timeout", "5000")}
+    # Alone on its schema, no engine listens for change notices: its writes skip the triggers that send them.
+    settings["daycare.notify"] = "on" if location.shared else "off"
     if read_only:
         settings["default_transaction_read_only"] = "on"
     credentials = {**postgres_connect_arguments(location), "server_settings": settings}

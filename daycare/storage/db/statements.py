@@ -168,3 +168,18 @@ def upsert_statement(
         return statement
 
     return Statement(build)
+
+
+def locked_row_statement(model: type[Model], fields: Sequence[str], key: Sequence[str]) -> Statement:
+    """SELECT of `fields` (each named as its field) of the row whose `key` fields equal the slots of their
+    names, `FOR UPDATE`: the row stays locked until the transaction ends (PostgreSQL; SQLite has no FOR UPDATE)."""
+
+    def build(query: type[Query]) -> QueryBuilder:
+        table = ModelTable(model)
+        statement = query.from_(table.table).select(*(table[field].as_(field) for field in fields))
+        for field in key:
+            statement = statement.where(table[field] == slot(field))
+        return statement.for_update()
+
+    return Statement(build)
+

@@ -18,14 +18,13 @@ import contextlib
 from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from pypika_tortoise.queries import Query, QueryBuilder
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.fields import IntField
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from daycare.storage.db.database import Database
-from daycare.storage.db.statements import ModelTable, Statement, slot, upsert_statement
+from daycare.storage.db.statements import Statement, locked_row_statement, upsert_statement
 from daycare.storage.repositories.cache import CacheWrite, RecordCache
 from daycare.storage.repositories.patches import record_patch
 from daycare.storage.repositories.record_checks import (
@@ -38,29 +37,6 @@ from daycare.storage.repositories.record_checks import (
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
-
-
-_LOCKED_READS: dict[tuple[type[Model], tuple[str, ...], tuple[str, ...]], Statement] = {}
-
-
-def _locked_read(model: type[Model], fields: tuple[str, ...], key_fields: tuple[str, ...]) -> Statement:
-    """SELECT `fields` (keyed by field name) of the row whose `key_fields` equal their slots, FOR UPDATE.
-
-    PostgreSQL only. Not Tortoise's select_for_update: `values()` drops it, and a queryset judges it by the
-    capabilities of the fallback context (SQLite's, without FOR UPDATE), so it never reached the server.
-    """
-    statement = _LOCKED_READS.get((model, fields, key_fields))
-    if statement is None:
-
-        def build(query: type[Query]) -> QueryBuilder:
-            table = ModelTable(model)
-            select = query.from_(table.table).select(*(table[field].as_(field) for field in fields))
-            for field in key_fields:
-                select = select.where(table[field] == slot(field))
-            return select.for_update()
-
-        statement = _LOCKED_READS[(model, fields, key_fields)] = Statement(build)
-    return statement
 
 
 class Repository(Generic[R]):
@@ -164,11 +140,15 @@ class CachedRepository(Repository[R], Generic[K, R]):
     keep_if_none: ClassVar[frozenset[str]] = frozenset()  # update: None keeps the current value
     nullable: ClassVar[frozenset[str]] = frozenset()  # update: None clears the value
     _upsert: ClassVar[Statement]
+    # The row of a key, locked until the transaction ends: how a shared database's updates read. Not Tortoise's
+    # select_for_update: `values()` drops it, and a queryset judges it by the fallback context's capabilities.
+    _locked_read: ClassVar[Statement]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "fields" in cls.__dict__:
             cls._upsert = upsert_statement(cls.model, cls.fields, cls.conflict)
+            cls._locked_read = locked_row_statement(cls.model, cls.fields, cls.conflict)
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
@@ -259,7 +239,7 @@ class CachedRepository(Repository[R], Generic[K, R]):
             async with self._db.in_transaction() if shared else contextlib.nullcontext():
                 filters = self.key_filter(key)
                 if shared:
-                    rows = await _locked_read(self.model, self.fields, tuple(filters)).rows(self._conn(), **filters)
+                    rows = await self._locked_read.rows(self._conn(), **filters)
                     current = self._record(rows[0]) if rows else None
                 else:
                     current = self._cache.get(key) or await self._read_first(self._query(**filters))

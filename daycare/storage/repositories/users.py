@@ -12,6 +12,7 @@ an older version stored in NFD.
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -372,19 +373,23 @@ class UsersRepository(CachedRepository[str, UserRecord]):
         """Changes is_owner, created_at and updated_at (the only updatable fields); LookupError if missing."""
         number_check(created_at, "User created_at", nullable=True)
         number_check(updated_at, "User updated_at", nullable=True)
+        shared = self._db.shared
         async with self._writing(id):
-            current = self._cache.get(id) or await self._row_load(id)
-            if current is None:
-                raise LookupError(f"User not found: {id}")
-            changed = replace(
-                current,
-                is_owner=current.is_owner if is_owner is None else bool(is_owner),
-                created_at=current.created_at if created_at is None else created_at,
-                updated_at=current.updated_at if updated_at is None else updated_at,
-            )
-            await self._query(id=id).update(
-                is_owner=changed.is_owner, created_at=changed.created_at, updated_at=changed.updated_at
-            )
+            # Several engines: the row is read locked, in the transaction that writes it (see CachedRepository._update).
+            async with self._db.in_transaction() if shared else contextlib.nullcontext():
+                current = None if shared else self._cache.get(id)
+                current = current or await self._row_load(id, lock=shared)
+                if current is None:
+                    raise LookupError(f"User not found: {id}")
+                changed = replace(
+                    current,
+                    is_owner=current.is_owner if is_owner is None else bool(is_owner),
+                    created_at=current.created_at if created_at is None else created_at,
+                    updated_at=current.updated_at if updated_at is None else updated_at,
+                )
+                await self._query(id=id).update(
+                    is_owner=changed.is_owner, created_at=changed.created_at, updated_at=changed.updated_at
+                )
             self._cache.put(id, changed)
 
     async def delete(self, id: str) -> None:
@@ -431,9 +436,10 @@ class UsersRepository(CachedRepository[str, UserRecord]):
             rows = await _KEY_INSERT.rows(conn, user_id=record.id, connector_key=connector_key)
         return replace(record, connector_keys=(ConnectorKeyRecord(rows[0]["id"], record.id, connector_key),))
 
-    async def _row_load(self, id: str) -> UserRecord | None:
+    async def _row_load(self, id: str, *, lock: bool = False) -> UserRecord | None:
+        """The user's row and keys, bypassing the cache; `lock` (PostgreSQL, in a transaction) locks the row."""
         conn = self._conn()
-        rows = await _USER_BY_ID.rows(conn, id=id)
+        rows = await (self._locked_read if lock else _USER_BY_ID).rows(conn, id=id)
         if not rows:
             return None
         keys = await _KEYS_BY_USER.rows(conn, user_id=id)

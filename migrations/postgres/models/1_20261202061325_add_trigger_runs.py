@@ -6,7 +6,8 @@ RUN_IN_TRANSACTION = True
 
 # The tables engines cache, with the column that names a cached record: a change to one of their rows is announced
 # on the channel `daycare_changes` as `<schema> <table> <key>`, in the transaction that makes it, so a rolled-back
-# change announces nothing (docs/postgres.md, "Several engines on one database").
+# change announces nothing (docs/postgres.md, "Several engines on one database"). An engine alone on its schema
+# sets `daycare.notify` to off on its connections: no one listens, so its writes skip the trigger.
 CACHED_TABLES = {
     "users": "id",
     "user_connector_keys": "user_id",
@@ -43,7 +44,8 @@ def _change_trigger(table: str, key: str) -> str:
     return f"""
 DO $$ BEGIN
     EXECUTE format('CREATE TRIGGER "{table}_change_notify" AFTER INSERT OR UPDATE OR DELETE ON "{table}"'
-        ' FOR EACH ROW EXECUTE FUNCTION %I.daycare_change_notify(%L)', current_schema(), '{key}');
+        ' FOR EACH ROW WHEN (current_setting(''daycare.notify'', true) IS DISTINCT FROM ''off'')'
+        ' EXECUTE FUNCTION %I.daycare_change_notify(%L)', current_schema(), '{key}');
 END $$;"""
 
 

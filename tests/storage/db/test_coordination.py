@@ -158,6 +158,28 @@ async def test_a_committed_change_is_announced_with_its_key_and_a_rolled_back_on
         assert notices.empty()
 
 
+async def test_only_an_engine_alone_on_its_schema_skips_the_change_notices(postgres_url: str, tmp_path: Path) -> None:
+    """No one listens to an unshared engine's schema; anyone else's writes (a shared engine, psql) announce."""
+    schema = database_location(postgres_url).schema
+    notices: asyncio.Queue[str] = asyncio.Queue()
+    async with postgres_connection(postgres_url) as listener:
+        await listener.add_listener(
+            "daycare_changes",
+            lambda *notice: notices.put_nowait(notice[-1]) if notice[-1].startswith(f"{schema} ") else None,
+        )
+        async with engine_at(postgres_url, tmp_path, "alone") as alone:
+            owner = await alone.storage.users.find_owner()
+            assert owner is not None
+            await agent_create(alone.storage, "agent-alone", owner.id)
+        async with postgres_connection(postgres_url) as writer:
+            await writer.execute("UPDATE agents SET lifecycle = 'sleeping'")
+        assert await asyncio.wait_for(notices.get(), timeout=10) == f"{schema} agents agent-alone"
+        assert notices.empty()  # the unshared engine's owner, agent and session announced nothing
+        async with engine_at(shared(postgres_url), tmp_path, "shared") as engine:
+            await engine.storage.agents.update("agent-alone", lifecycle="active")
+            assert await asyncio.wait_for(notices.get(), timeout=10) == f"{schema} agents agent-alone"
+
+
 async def test_shared_and_unshared_use_of_a_schema_exclude_each_other(postgres_url: str, tmp_path: Path) -> None:
     location = database_location(postgres_url)
     async with engine_at(shared(postgres_url), tmp_path, "a"):

@@ -126,7 +126,7 @@ def nametag_triggers_found(triggers: dict[str, str]) -> bool:
 
 
 CHANGE_TRIGGER = "{table}_change_notify"
-CHANGE_FUNCTION = re.compile(r"FOR EACH ROW EXECUTE FUNCTION daycare_change_notify\('\w+'\)$")
+CHANGE_FUNCTION = re.compile(r"FOR EACH ROW WHEN \(.*daycare\.notify.*\) EXECUTE FUNCTION daycare_change_notify\('\w+'\)$")
 
 
 def table_logical(dialect: str, name: str, table: TableSchema) -> TableSchema:
