@@ -5,14 +5,15 @@ from __future__ import annotations
 import random
 
 import coolname
-from cuid2 import Cuid
 
-_cuid = Cuid(length=24)
+from daycare.storage.cuid import CuidGenerator
+
+_cuid_generator = CuidGenerator()
 
 
 def cuid_create() -> str:
-    """A new 24-character cuid2, the id format of the legacy code."""
-    return _cuid.generate()
+    """A new 24-character cuid2, the id format of the legacy code, made as the `cuid2` package makes it."""
+    return _cuid_generator.create()
 
 
 def nametag_generate() -> str:
