@@ -50,10 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncpg
 from w1 import agent_build
 from w1_postgres import (
-    AGENT_UPSERT,
     HISTORY_INSERT,
-    SESSION_INSERT,
     Server,
+    agent_with_session_insert,
     schema_migrated,
     schemas_drop,
     server_describe,
@@ -131,21 +130,7 @@ class ReferenceSide:
         agent, dumps = agent_build(number, self.owner_id, CREATED_AT), self.dumps
         session_id = cuid_create()
         async with self.connection() as connection, connection.transaction():
-            await connection.execute(
-                AGENT_UPSERT,
-                agent.id,
-                agent.user_id,
-                agent.type,
-                dumps(agent.descriptor),
-                session_id,
-                dumps(agent.permissions),
-                None,
-                dumps(agent.stats),
-                agent.lifecycle,
-                agent.created_at,
-                agent.updated_at,
-            )
-            await connection.execute(SESSION_INSERT, session_id, agent.id, None, agent.created_at, None)
+            await agent_with_session_insert(connection, agent, session_id, dumps)
 
     async def append(self, number: int) -> None:
         _, session_id = self.sessions[number % len(self.sessions)]

@@ -43,6 +43,7 @@ from daycare.storage.db.database import (
 from daycare.storage.facade import Storage
 from daycare.storage.identifiers import cuid_create, nametag_generate
 from daycare.storage.migrations.migrate import database_migrate
+from daycare.storage.repositories.agents import AgentRecord
 
 PROBE_UNITS = 2  # units of each operation in the traced comparison
 CACHED = frozenset({"find"})  # served from the port's cache: its reference reads the row, as on SQLite
@@ -79,6 +80,27 @@ USER_INSERT = (
     "VALUES ($1,$2,$3,$4,$5,$6,$7)"
 )
 KEY_INSERT = 'INSERT INTO "user_connector_keys" ("user_id","connector_key") VALUES ($1,$2) RETURNING "id"'
+
+
+async def agent_with_session_insert(
+    connection: Connection, agent: AgentRecord, session_id: str, dumps: Callable[[Any], str]
+) -> None:
+    """The statements of `create_agent_with_session`, as plain asyncpg sends them: the agent with its session."""
+    await connection.execute(
+        AGENT_UPSERT,
+        agent.id,
+        agent.user_id,
+        agent.type,
+        dumps(agent.descriptor),
+        session_id,
+        dumps(agent.permissions),
+        None,
+        dumps(agent.stats),
+        agent.lifecycle,
+        agent.created_at,
+        agent.updated_at,
+    )
+    await connection.execute(SESSION_INSERT, session_id, agent.id, None, agent.created_at, None)
 
 
 @dataclass
@@ -188,21 +210,9 @@ class PostgresReference:
         for agent_id, agent in zip(self.ids[start:stop], self.agents[start:stop], strict=True):
             session_id = cuid_create()
             async with connection.transaction():
-                await connection.execute(
-                    AGENT_UPSERT,
-                    agent_id,
-                    self.owner_id,
-                    agent.type,
-                    dumps(agent.descriptor),
-                    session_id,
-                    dumps(agent.permissions),
-                    None,
-                    dumps(agent.stats),
-                    agent.lifecycle,
-                    agent.created_at,
-                    agent.updated_at,
+                await agent_with_session_insert(
+                    connection, dataclasses.replace(agent, id=agent_id, user_id=self.owner_id), session_id, dumps
                 )
-                await connection.execute(SESSION_INSERT, session_id, agent_id, None, agent.created_at, None)
             self.active[agent_id] = session_id
             self.sessions.append(session_id)
         return stop - start
