@@ -361,8 +361,8 @@ class Engine:
         async with self._leadership:
             running = [(name, service) for name, service in self._started if name in LEADER_SERVICES]
             self._started = [entry for entry in self._started if entry[0] not in LEADER_SERVICES]
-            running.sort(key=lambda entry: entry[0] not in SCHEDULERS)
-            for name, service in running:
+            schedulers = [entry for entry in running if entry[0] in SCHEDULERS]
+            for name, service in schedulers + [entry for entry in reversed(running) if entry not in schedulers]:
                 try:
                     await service.stop()
                 except Exception:
@@ -404,6 +404,8 @@ class Engine:
             return
         self.failure = f"{why}; the engine stopped"
         log.error("%s", self.failure)
+        if self._services is None:  # still starting: start() sees `failure` and undoes what it did
+            return
         self._lost_stop = asyncio.get_running_loop().create_task(self._stop_after_loss())
 
     async def stop(self) -> None:

@@ -130,7 +130,10 @@ class Coordinator:
     async def _compete(self) -> None:
         while not self._closing:
             if self._lock is not None and not self.leader and time.monotonic() >= self._calm_until:
-                await self.lead_try()
+                try:
+                    await self.lead_try()
+                except Exception:  # a leader's service failed to start: it leads without it (logged)
+                    log.exception("starting the leader's services failed")
             await asyncio.sleep(self._leader_retry)
 
     def _leader_key(self) -> tuple[int, int]:
