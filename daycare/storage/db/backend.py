@@ -20,6 +20,10 @@ taken is retried after an async backoff (1 ms, doubling up to 50 ms) for up to `
 milliseconds (a URL parameter, 5,000 by default); then `DatabaseLocked` names the file.
 Transactions begin with `BEGIN IMMEDIATE`, so a transaction waits for the lock at its start,
 where waiting is always safe, and never meets a stale read snapshot at its first write.
+
+With group commit on (`daycare.storage.db.group_commit` says what it promises), the writes of
+concurrent tasks share one transaction and one COMMIT: `_statement` and `_TransactionContext`
+make each write or transaction a unit in its own SAVEPOINT, and `_group_*` run the shared transaction.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from itertools import count
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from pypika_tortoise.dialects import SQLLiteQuery
@@ -55,6 +59,14 @@ from tortoise.exceptions import (
     TransactionManagementError,
 )
 
+from daycare.storage.db.group_commit import (
+    GROUP_COMMIT,
+    CommitGroup,
+    Membership,
+    StatementKind,
+    group_commit_parse,
+    statement_kind,
+)
 from daycare.storage.db.text import text_decode
 from daycare.storage.errors import DatabaseLocked, StorageError, TransactionConflict
 
@@ -64,12 +76,15 @@ T = TypeVar("T")
 _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "END", "ROLLBACK")
 _savepoint_names = count()
 YIELD_INTERVAL = 0.002  # seconds of back-to-back statements before the client yields to the loop
+LEADER_TURNS = 16  # at most this many turns of the loop a group's leader waits for units to join
 LOCK_TIMEOUT = 5000  # milliseconds a statement waits for another process's lock (URL parameter lock_timeout)
 LOCK_RETRY_FIRST = 0.001  # seconds before the first retry of a busy statement; doubles on each retry
 LOCK_RETRY_MAX = 0.05  # the longest pause between two retries
 _SQLITE_BUSY = 5  # primary result code; the extended codes (BUSY_RECOVERY, BUSY_SNAPSHOT, ...) share it
 _SQLITE_BUSY_SNAPSHOT = 517  # a write in a transaction whose read snapshot another process made stale
 _SQLITE_LOCKED_SHAREDCACHE = 262  # another connection to a shared-cache database holds a table lock
+# The savepoint of one group-commit unit; units never nest (the connection's lock runs one at a time).
+_UNIT_BEGIN, _UNIT_END, _UNIT_UNDO = "SAVEPOINT daycare_unit", "RELEASE daycare_unit", "ROLLBACK TO daycare_unit"
 
 
 def lock_timeout_parse(value: object) -> float:
@@ -185,6 +200,34 @@ def _statement_run(statement: str, connection: sqlite3.Connection) -> None:
     connection.execute(statement)
 
 
+def _group_end(connection: sqlite3.Connection) -> None:
+    connection.execute("COMMIT")
+
+
+def _group_failure(error: BaseException) -> BaseException:
+    """The exception a caller of a group that was not kept gets: a new one per caller for a driver error."""
+    cause = error if isinstance(error, sqlite3.Error) else error.__cause__
+    if isinstance(cause, sqlite3.Error):
+        failure = _orm_error(cause)
+        failure.__cause__ = cause
+        return failure
+    return error
+
+
+class _GroupUnit(Generic[T]):
+    """One statement a caller runs outside a transaction on a client with group commit on."""
+
+    __slots__ = ("call", "kind", "membership")
+
+    def __init__(self, call: Callable[[sqlite3.Connection], T], kind: StatementKind) -> None:
+        self.call = call
+        self.kind = kind
+        self.membership: Membership | None = None  # set once the statement ran inside a group
+
+    def __call__(self, connection: sqlite3.Connection) -> T:
+        return self.call(connection)
+
+
 def _row_run(query: str, row: Sequence[Any], connection: sqlite3.Connection) -> None:
     connection.execute(query, row)
 
@@ -267,10 +310,15 @@ class DaycareSqliteClient(BaseDBAsyncClient):
         self.pragmas: dict[str, Any] = {
             key: value
             for key, value in kwargs.items()
-            if key not in ("connection_name", "fetch_inserted", "lock_timeout")
+            if key not in ("connection_name", "fetch_inserted", "lock_timeout", "group_commit")
         }
         self.pragmas.setdefault("foreign_keys", "ON")
         self.lock_timeout = lock_timeout_parse(kwargs.get("lock_timeout", LOCK_TIMEOUT))  # seconds
+        # Writes outside a transaction and whole transactions share COMMITs (URL parameter group_commit).
+        self.group_commit = group_commit_parse(kwargs.get("group_commit", GROUP_COMMIT))
+        self._group: CommitGroup | None = None  # the shared transaction open on the connection
+        self._last_writer: asyncio.Task[Any] | None = None  # the task whose write or transaction came last
+        self._commit_tasks: set[asyncio.Task[None]] = set()  # COMMITs owed by leaders that were cancelled
         # BEGIN IMMEDIATE takes the write lock at BEGIN; a query_only connection cannot, and needs no lock.
         self.begin_statement = "BEGIN IMMEDIATE"
         self._connection: sqlite3.Connection | None = None
@@ -305,6 +353,8 @@ class DaycareSqliteClient(BaseDBAsyncClient):
         except BaseException:
             connection.close()
             raise
+        if self.begin_statement != "BEGIN IMMEDIATE":
+            self.group_commit = False  # a connection that cannot write has nothing to commit
         self._connection = connection
         await self._post_connect()
 
@@ -320,6 +370,8 @@ class DaycareSqliteClient(BaseDBAsyncClient):
 
     async def close(self) -> None:
         self._closed = True
+        if self._connection is not None and self._group is not None:
+            self._group_close(self._connection, self._group)
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -350,6 +402,8 @@ class DaycareSqliteClient(BaseDBAsyncClient):
                 await self.create_connection(with_db=True)
                 connection = self._connection
                 assert connection is not None
+            if self._group is not None or isinstance(call, _GroupUnit):
+                return await self._group_run(connection, call)
             # `_unlocked`, inline: this runs for every statement, and a coroutine per call costs.
             outside, changes = not connection.in_transaction, connection.total_changes
             try:
@@ -422,15 +476,184 @@ class DaycareSqliteClient(BaseDBAsyncClient):
                     raise _orm_error(exc) from exc
                 busy = exc
 
+    # Group commit: units in savepoints inside one shared transaction (daycare.storage.db.group_commit).
+
+    async def _statement(self, query: str, call: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs one statement for a caller outside a transaction; with group commit on, it runs in the
+        shared transaction and returns once that committed (or raises why it was not kept)."""
+        if not self.group_commit:
+            return await self._run(call)
+        kind = statement_kind(query)
+        if kind is StatementKind.WRITE and not self._group_wanted():
+            return await self._run(call)
+        unit = _GroupUnit(call, kind)
+        try:
+            result = await self._run(unit)
+        except BaseException:
+            self._group_abandon(unit.membership)
+            raise
+        if unit.membership is not None:
+            await self._group_wait(unit.membership)
+        return result
+
+    def _group_wanted(self) -> bool:
+        """Whether a write or transaction starting now should share a COMMIT. Not when no group is open and the
+        task that wrote last writes again: nobody else is writing, and it commits at once, as with group commit
+        off. A write from another task means several are writing: from then on, they share."""
+        task = asyncio.current_task()
+        alone = task is self._last_writer and self._group is None
+        self._last_writer = task
+        return not alone
+
+    async def _group_run(self, connection: sqlite3.Connection, call: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `call` (the lock held) on a client with group commit on: a write joins the open group (or opens
+        one), a read runs in the open group if there is one, anything else runs after the open group commits."""
+        kind = call.kind if isinstance(call, _GroupUnit) else StatementKind.ALONE
+        group = self._group
+        if kind is StatementKind.ALONE or (group is None and kind is StatementKind.READ):
+            if group is not None:
+                await self._group_commit(connection, group)
+            return await self._unlocked(connection, call)
+        assert isinstance(call, _GroupUnit)
+        if group is None:
+            group = await self._group_open(connection)
+        write = kind is StatementKind.WRITE
+        savepoint = False
+        try:
+            if write:
+                connection.execute(_UNIT_BEGIN)
+                savepoint = True
+            changes = connection.total_changes
+            result: T
+            try:
+                result = call.call(connection)
+            except sqlite3.Error as exc:
+                result = await self._recover(connection, call.call, exc, False, changes)
+            if write:
+                connection.execute(_UNIT_END)
+        except sqlite3.Error as exc:
+            self._unit_undo(connection, group, savepoint, exc)
+            raise _orm_error(exc) from exc
+        except BaseException as error:
+            self._unit_undo(connection, group, savepoint, error)
+            raise
+        call.membership = group.join()
+        return result
+
+    async def _group_open(self, connection: sqlite3.Connection) -> CommitGroup:
+        """Begins the shared transaction (the lock held); another process's write lock is waited for on the loop."""
+        await self._unlocked(connection, functools.partial(_statement_run, self.begin_statement))
+        group = self._group = CommitGroup()
+        return group
+
+    async def _group_enter(self, connection: sqlite3.Connection) -> CommitGroup:
+        """Starts an explicit transaction as a unit (the lock held): the open group, or a new one, and its savepoint."""
+        group = self._group or await self._group_open(connection)
+        try:
+            _translated(lambda: connection.execute(_UNIT_BEGIN))
+        except BaseException as error:
+            self._unit_undo(connection, group, False, error)
+            raise
+        return group
+
+    def _unit_undo(
+        self, connection: sqlite3.Connection, group: CommitGroup, savepoint: bool, error: BaseException
+    ) -> None:
+        """Rolls a failed unit back alone. When SQLite rolled back the whole shared transaction instead (a full
+        disk, say), every unit of the group is lost and their callers get `error`."""
+        if savepoint and connection.in_transaction:
+            try:
+                connection.execute(_UNIT_UNDO)
+                connection.execute(_UNIT_END)
+            except sqlite3.Error:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+        if not connection.in_transaction:
+            self._group = None
+            group.finish(error)
+        elif not group.led:  # nothing joined: end the empty transaction rather than hold the write lock
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            self._group = None
+            group.finish(None)
+
+    async def _group_commit(self, connection: sqlite3.Connection, group: CommitGroup) -> None:
+        """COMMITs the open group (the lock held) and wakes its callers; a failed COMMIT is rolled back, so
+        nothing of the group is kept, and every caller gets the error."""
+        try:
+            await self._unlocked(connection, _group_end)  # a busy COMMIT keeps the transaction: it is retried
+        except Exception as error:
+            with contextlib.suppress(sqlite3.Error):
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+            self._group = None
+            group.finish(error)
+            return
+        self._group = None
+        group.finish(None)
+
+    async def _group_wait(self, membership: Membership) -> None:
+        """Returns once the COMMIT of the unit's group returned; raises why the group was not kept. The leader
+        commits the group itself, after every task that is ready has had its turn to join it."""
+        group = membership.group
+        if membership.waiter is None:
+            try:
+                # Turns of the loop while they bring new units: a task that paused on its way (a burst's
+                # yield) went behind the leader, and joins on the next turn.
+                size = 0
+                for _ in range(LEADER_TURNS):
+                    if group.done or group.size == size:
+                        break
+                    size = group.size
+                    await asyncio.sleep(0)
+                if not group.done:
+                    async with self._lock:
+                        if not group.done:  # else an ALONE statement or close() committed it meanwhile
+                            assert self._connection is not None  # close() finishes the open group
+                            await self._group_commit(self._connection, group)
+            except asyncio.CancelledError:
+                self._group_abandon(membership)
+                raise
+        elif not group.done:
+            await membership.waiter
+        if group.error is not None:
+            raise _group_failure(group.error)
+
+    def _group_abandon(self, membership: Membership | None) -> None:
+        """Hands the COMMIT to a task of its own when a leader will not make it (it was cancelled)."""
+        if membership is None or membership.waiter is not None or membership.group.done:
+            return
+        task = asyncio.get_running_loop().create_task(self._group_commit_owed(membership.group))
+        self._commit_tasks.add(task)
+        task.add_done_callback(self._commit_tasks.discard)
+
+    async def _group_commit_owed(self, group: CommitGroup) -> None:
+        async with self._lock:
+            if not group.done and self._connection is not None:
+                await self._group_commit(self._connection, group)
+
+    def _group_close(self, connection: sqlite3.Connection, group: CommitGroup) -> None:
+        """At close: COMMITs the open group, unless a unit is still running in it (then nothing of it is kept)."""
+        self._group = None
+        if self._lock.locked():
+            group.finish(OperationalError(f"the database {self.filename} was closed before these writes committed"))
+            return
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            group.finish(exc)
+            return
+        group.finish(None)
+
     async def execute_insert(self, query: str, values: list[Any]) -> int:
         self.log.debug("%s: %s", query, values)
-        return await self._run(lambda c: c.execute(query, values).lastrowid or 0)
+        return await self._statement(query, lambda c: c.execute(query, values).lastrowid or 0)
 
     async def execute_many(self, query: str, values: list[list[Any]]) -> None:
         self.log.debug("%s: %s", query, values)
         # One step per row, so that a retry after a busy lock inside a transaction never repeats a row.
         rows = [functools.partial(_row_run, query, row) for row in values]
-        await self._run(_Steps(rows, self.begin_statement))
+        await self._statement(query, _Steps(rows, self.begin_statement))
 
     async def execute_query(self, query: str, values: list[Any] | None = None) -> tuple[int, Sequence[dict[str, Any]]]:
         self.log.debug("%s: %s", query, values)
@@ -440,11 +663,11 @@ class DaycareSqliteClient(BaseDBAsyncClient):
             rows = connection.execute(query, values or ()).fetchall()
             return (connection.total_changes - before) or len(rows), rows
 
-        return await self._run(run)
+        return await self._statement(query, run)
 
     async def execute_query_dict(self, query: str, values: list[Any] | None = None) -> list[dict[str, Any]]:
         self.log.debug("%s: %s", query, values)
-        return await self._run(lambda c: [dict(row) for row in c.execute(query, values or ()).fetchall()])
+        return await self._statement(query, lambda c: [dict(row) for row in c.execute(query, values or ()).fetchall()])
 
     async def execute_script(self, query: str) -> None:
         self.log.debug(query)
@@ -473,6 +696,10 @@ class _TransactionClient(DaycareSqliteClient, TransactionalDBClient):
         self._finalized = False
         self._savepoint: str | None = None
         self._bound_loop = parent._bound_loop
+        self.group_commit = False  # its statements run inside the unit; the parent runs the group
+        self._group = None
+        self._unit: CommitGroup | None = None  # the group this transaction is a unit of (group commit on)
+        self.membership: Membership | None = None  # set when the unit joined its group at commit()
 
     def _in_transaction(self) -> TransactionContext:
         return NestedTransactionContext(type(self)(self))
@@ -487,18 +714,36 @@ class _TransactionClient(DaycareSqliteClient, TransactionalDBClient):
         parent = self._parent
         assert isinstance(parent, DaycareSqliteClient)
         self.begin_statement = statement = parent.begin_statement
+        if parent.group_commit and parent._group_wanted():
+            self._unit = await parent._group_enter(self._raw())
+            return
         await self._unlocked(self._raw(), lambda c: c.execute(statement))
 
     async def commit(self) -> None:
         if self._finalized:
             raise TransactionManagementError("Transaction already finalised")
+        if self._unit is not None:  # the unit joins its group; _TransactionContext waits for the COMMIT
+            connection = self._raw()
+            _translated(lambda: connection.execute(_UNIT_END))
+            self.membership = self._unit.join()
+            self._finalized = True
+            return
         await self._unlocked(self._raw(), lambda c: c.execute("COMMIT"))  # a busy COMMIT keeps the transaction
         self._finalized = True
 
-    async def rollback(self) -> None:
+    async def rollback(self, error: BaseException | None = None) -> None:
+        """Rolls the transaction back; with group commit, the unit alone (`error`, the cause, goes to the
+        callers of the group if SQLite had rolled back the whole shared transaction)."""
         if self._finalized:
             raise TransactionManagementError("Transaction already finalised")
         connection = self._raw()
+        if self._unit is not None:
+            parent = self._parent
+            assert isinstance(parent, DaycareSqliteClient)
+            lost = error or OperationalError("a transaction that shared its COMMIT was rolled back")
+            parent._unit_undo(connection, self._unit, True, lost)
+            self._finalized = True
+            return
         if connection.in_transaction:
             _translated(lambda: connection.execute("ROLLBACK"))
         self._finalized = True
@@ -553,21 +798,29 @@ class _TransactionContext(TransactionContext):
         return self.client
 
     async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        client, parent = self.client, self.client._parent
+        assert isinstance(parent, DaycareSqliteClient)
         try:
-            if not self.client._finalized:
+            if not client._finalized:
                 if exc_type is None:
                     try:
-                        await self.client.commit()
-                    except BaseException:
+                        await client.commit()
+                    except BaseException as error:
                         # A failed COMMIT (a deferred foreign key, say) leaves the transaction open.
-                        await self.client.rollback()
+                        if not client._finalized:
+                            await client.rollback(error)
                         raise
-                elif exc_type is not TransactionManagementError:
-                    await self.client.rollback()
+                elif exc_type is not TransactionManagementError or client._unit is not None:
+                    await client.rollback(exc_val)  # a unit's savepoint must never stay open in the group
+        except BaseException:
+            parent._group_abandon(client.membership)
+            raise
         finally:
             if self._handler is not None:
                 self._handler.reset(self._token)
             self._lock.release()
+        if client.membership is not None:  # group commit: returns once the COMMIT holding the unit returned
+            await parent._group_wait(client.membership)
 
 
 UNBOUND = ":unbound:"

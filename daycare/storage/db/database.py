@@ -65,7 +65,8 @@ class UrlParameter:
 
 
 # The URL parameters a database location accepts: SQLite pragmas set on each connection, and the
-# backend's lock_timeout (milliseconds a statement waits for another process's lock).
+# backend's lock_timeout (milliseconds a statement waits for another process's lock) and
+# group_commit (concurrent writes share COMMITs: daycare.storage.db.group_commit).
 URL_PARAMETERS: dict[str, UrlParameter] = {
     "synchronous": UrlParameter(("OFF", "NORMAL", "FULL", "EXTRA")),
     "foreign_keys": UrlParameter(("ON",)),  # the schema's cascades and references rely on them
@@ -76,6 +77,7 @@ URL_PARAMETERS: dict[str, UrlParameter] = {
     "wal_autocheckpoint": UrlParameter(minimum=0),
     "journal_size_limit": UrlParameter(minimum=-1),
     "lock_timeout": UrlParameter(minimum=0),
+    "group_commit": UrlParameter(("ON", "OFF")),
 }
 
 # The parameters a `postgres://` URL accepts: the schema that holds Daycare's tables (default: the

@@ -182,4 +182,3 @@ def locked_row_statement(model: type[Model], fields: Sequence[str], key: Sequenc
         return statement.for_update()
 
     return Statement(build)
-
