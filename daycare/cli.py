@@ -2,43 +2,26 @@
 
 User errors print a few lines and exit 1; they never show a traceback. The exit codes are in
 EXIT_CODES, which `daycare --help` shows. Log lines go to stderr with a timestamp.
+
+Each command imports what it uses when it runs: `daycare --help`, `--version` and wrong arguments
+load argparse and nothing of the storage stack (Tortoise, Aerich, the models, the engine), which
+takes most of a command's start-up time.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
-import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from tortoise.exceptions import BaseORMException
+from daycare.storage.errors import StorageError  # a small module: `daycare.storage` loads its names lazily
 
-from daycare.config import Config, config_load
-from daycare.engine import Engine
-from daycare.storage.db.database import (
-    DatabaseLocation,
-    database_close,
-    database_failure,
-    database_location,
-    database_open,
-    database_writable_check,
-)
-from daycare.storage.db.lock import UPGRADE, database_lock_wait
-from daycare.storage.errors import StorageError
-from daycare.storage.migrations.copy import database_copy
-from daycare.storage.migrations.inspection import FileKind, FileState
-from daycare.storage.migrations.legacy import LEGACY_STEPS
-from daycare.storage.migrations.legacy.context import LegacySkips
-from daycare.storage.migrations.migrate import CheckOutcome, database_check, database_migrate, database_status
-from daycare.storage.migrations.restore import database_restore
-from daycare.storage.migrations.schema_check import schema_report
-from daycare.storage.repositories.data_check import data_report, database_data_check
+if TYPE_CHECKING:
+    from daycare.config import Config
+    from daycare.storage.db.database import Database, DatabaseLocation
+    from daycare.storage.migrations.inspection import FileState
 
 EXIT_OLDER_LEGACY = 3  # db check: a legacy file that stopped part-way; daycare upgrade will bring it up to date
 EXIT_UNREADABLE_ROWS = 4  # db check --data: rows that cannot be read (the engine skips them)
@@ -62,10 +45,26 @@ class CommandInterrupted(Exception):
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("daycare")
     except PackageNotFoundError:
         return "unknown (not installed)"
+
+
+class _VersionAction(argparse._VersionAction):
+    """`--version`, reading the installed version only when asked (importlib.metadata is slow to load)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        self.version = f"daycare {_version()}"
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _location_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +82,7 @@ def parser_build() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"daycare {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     upgrade = commands.add_parser("upgrade", help="bring the database up to date")
     _location_arguments(upgrade)
@@ -144,6 +143,14 @@ class ProgressBar:
 
 
 async def command_upgrade(config: Config, args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from daycare.storage.db.database import database_close, database_location, database_open, database_writable_check
+    from daycare.storage.db.lock import UPGRADE, database_lock_wait
+    from daycare.storage.migrations.legacy.context import LegacySkips
+    from daycare.storage.migrations.migrate import database_migrate
+
     location = database_location(config.db_location)
     skipped = LegacySkips()
     migrating = False
@@ -173,8 +180,11 @@ async def command_upgrade(config: Config, args: argparse.Namespace) -> int:
 
 async def _interrupted_text(location: DatabaseLocation, headline: str, command: str) -> str:
     """What an interrupted upgrade (or engine start) left: the file's state, and that a rerun continues."""
+    from daycare.storage.db.database import database_close, database_open
+    from daycare.storage.migrations.migrate import database_status
+
     try:
-        db = await database_open(location, read_only=True)
+        db = await database_open(location, read_only=True, querysets=False)  # catalog reads only
         try:
             status = await database_status(db)
         finally:
@@ -194,6 +204,9 @@ async def _interrupted_text(location: DatabaseLocation, headline: str, command: 
 
 
 def _state_text(state: FileState) -> str:
+    from daycare.storage.migrations.inspection import FileKind
+    from daycare.storage.migrations.legacy import LEGACY_STEPS
+
     if state.kind is FileKind.FRESH:
         return "fresh (no tables yet)"
     if state.kind is FileKind.FOREIGN:
@@ -208,9 +221,13 @@ def _state_text(state: FileState) -> str:
 
 
 async def command_status(config: Config, args: argparse.Namespace) -> int:
-    db = await database_open(config.db_location, read_only=True)
+    from daycare.storage.db.database import database_close, database_open
+    from daycare.storage.migrations.migrate import database_status
+
+    db = await database_open(config.db_location, read_only=True, querysets=False)  # catalog reads only
     try:
         status = await database_status(db)
+        engines = await _engines_text(db)
     finally:
         await database_close(db)
     print(f"Database: {db.location.display} (from {config.source})")
@@ -221,11 +238,33 @@ async def command_status(config: Config, args: argparse.Namespace) -> int:
         print("Pending:  cannot tell: a newer Daycare migrated this file; upgrade daycare to open it")
     else:
         print(f"Pending:  {', '.join(status.pending) or 'none'}")
+    for line in engines:
+        print(line)
     return 0
 
 
+async def _engines_text(db: Database) -> list[str]:
+    """PostgreSQL: the engines on the schema (pg_stat_activity, pg_locks), which one leads; SQLite: nothing."""
+    if db.location.server is None:
+        return []
+    from daycare.storage.db.coordination import engines_connected
+
+    engines = await engines_connected(db)
+    if not engines:
+        return ["Engines:  none connected"]
+    shared = " (a shared database)" if any(engine.shared for engine in engines) else ""
+    lines = [f"Engines:  {len(engines)} connected{shared}:"]
+    lines += [f"  - {engine.describe()}" for engine in engines]
+    return lines
+
+
 async def command_check(config: Config, args: argparse.Namespace) -> int:
-    db = await database_open(config.db_location, read_only=True)
+    from daycare.storage.db.database import database_close, database_open
+    from daycare.storage.migrations.legacy import LEGACY_STEPS
+    from daycare.storage.migrations.migrate import CheckOutcome, database_check
+    from daycare.storage.migrations.schema_check import schema_report
+
+    db = await database_open(config.db_location, read_only=True, querysets=False)  # catalog reads only
     try:
         check = await database_check(db)
     finally:
@@ -253,6 +292,9 @@ async def command_check(config: Config, args: argparse.Namespace) -> int:
 
 async def command_check_data(config: Config) -> int:
     """The data pass of `db check --data` (after the schema matched): lists the rows reads skip."""
+    from daycare.storage.db.database import database_close, database_open
+    from daycare.storage.repositories.data_check import data_report, database_data_check
+
     db = await database_open(config.db_location, read_only=True)
     try:
         unreadable = await database_data_check(db)
@@ -267,6 +309,13 @@ async def command_check_data(config: Config) -> int:
 
 
 async def command_start(config: Config, args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from daycare.engine import Engine
+    from daycare.storage.db.database import database_location
+
     stopping = asyncio.Event()
     received: list[signal.Signals] = []
     starting = asyncio.current_task()
@@ -309,12 +358,19 @@ async def command_start(config: Config, args: argparse.Namespace) -> int:
 
 
 async def command_restore(config: Config, args: argparse.Namespace) -> int:
+    from daycare.storage.migrations.restore import database_restore
+
     restored = await database_restore(args.backup, config.db_location)
     print("\n".join(restored.lines()))
     return 0
 
 
 async def command_copy(config: Config, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from daycare.storage.db.database import database_location
+    from daycare.storage.migrations.copy import database_copy
+
     source, target = database_location(args.source), database_location(args.target)
     try:
         copied = await database_copy(source, target, notify=print, progress=ProgressBar())
@@ -332,6 +388,8 @@ async def command_copy(config: Config, args: argparse.Namespace) -> int:
 
 def _copy_failure(source: DatabaseLocation, target: DatabaseLocation, exc: Exception) -> StorageError:
     """What a database error met by `db copy` means, for whichever side it can be told of; re-raises a defect."""
+    from daycare.storage.db.database import database_failure
+
     outcome = "Nothing was copied"
     for location in (target, source):
         if location.server is not None:
@@ -353,46 +411,67 @@ COMMANDS: dict[tuple[str, str | None], Callable[[Config, argparse.Namespace], Co
 }
 
 
+def command_load(argv: Sequence[str] | None = None) -> Callable[[], int]:
+    """Parses `argv` (default: the process's), then imports what commands run on; returns the call that runs it.
+
+    `--help`, `--version` and wrong arguments exit while parsing, before any of the storage stack
+    is imported. `daycare.__main__` calls this inside its guard against Ctrl-C while loading.
+    """
+    args = parser_build().parse_args(argv)
+    import asyncio
+    import logging
+
+    from tortoise.exceptions import BaseORMException
+
+    from daycare.config import config_load
+    from daycare.storage.db.database import database_failure, database_location
+
+    def run() -> int:
+        """Runs the command; a user error becomes a few lines on stderr and an exit code."""
+        path = None
+        location = None
+        try:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+            config = config_load(db=args.db, settings=args.settings)
+            location = database_location(config.db_location)
+            path = location.path
+            command = COMMANDS[(args.command, getattr(args, "db_command", None))]
+            return asyncio.run(command(config, args))
+        except StorageError as exc:
+            print(f"daycare: {exc}", file=sys.stderr)
+            return 1
+        except BaseORMException as exc:
+            # A damaged file, a full disk or a read-only file met after the open; anything else is a defect.
+            if location is not None and location.server is not None:
+                return _postgres_failure_report(location, exc, args)
+            if path is None:
+                raise
+            outcome = "What had completed is kept and the change that failed was rolled back"
+            if args.command == "db":
+                outcome = "The file was left as it was"
+            failure = database_failure(path, exc, outcome=outcome)
+            if failure is None:
+                raise
+            print(f"daycare: {failure}", file=sys.stderr)
+            return 1
+        except CommandInterrupted as exc:
+            print(f"daycare: {exc}", file=sys.stderr)
+            return exc.code
+        except KeyboardInterrupt:
+            print("daycare: interrupted.", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as exc:
+            # On PostgreSQL the driver's own errors (a lost connection, a server shutting down) reach here.
+            if location is None or location.server is None:
+                raise
+            return _postgres_failure_report(location, exc, args)
+
+    return run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns its exit code."""
-    path = None
-    location = None
-    try:
-        args = parser_build().parse_args(argv)
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-        config = config_load(db=args.db, settings=args.settings)
-        location = database_location(config.db_location)
-        path = location.path
-        command = COMMANDS[(args.command, getattr(args, "db_command", None))]
-        return asyncio.run(command(config, args))
-    except StorageError as exc:
-        print(f"daycare: {exc}", file=sys.stderr)
-        return 1
-    except BaseORMException as exc:
-        # A damaged file, a full disk or a read-only file met after the open; anything else is a defect.
-        if location is not None and location.server is not None:
-            return _postgres_failure_report(location, exc, args)
-        if path is None:
-            raise
-        outcome = "What had completed is kept and the change that failed was rolled back"
-        if args.command == "db":
-            outcome = "The file was left as it was"
-        failure = database_failure(path, exc, outcome=outcome)
-        if failure is None:
-            raise
-        print(f"daycare: {failure}", file=sys.stderr)
-        return 1
-    except CommandInterrupted as exc:
-        print(f"daycare: {exc}", file=sys.stderr)
-        return exc.code
-    except KeyboardInterrupt:
-        print("daycare: interrupted.", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        # On PostgreSQL the driver's own errors (a lost connection, a server shutting down) reach here.
-        if location is None or location.server is None:
-            raise
-        return _postgres_failure_report(location, exc, args)
+    return command_load(argv)()
 
 
 def _postgres_failure_report(location: DatabaseLocation, exc: Exception, args: argparse.Namespace) -> int:
@@ -414,6 +493,7 @@ def postgres_failure(location: DatabaseLocation, exc: BaseException, *, outcome:
     privileges and a read-only server each say so; anything else (a bad statement) is a defect.
     """
     import asyncpg  # only on PostgreSQL
+    from tortoise.exceptions import BaseORMException
 
     from daycare.storage.db.postgres_backend import postgres_connect_failure
 

@@ -33,7 +33,8 @@ from daycare.storage.errors import DatabaseRefused, StorageError
 
 CONNECTION = "default"
 APP = "models"
-MODEL_MODULES = ["daycare.schema", "aerich.models"]
+MODEL_MODULES = ["daycare.schema"]
+AERICH_MODELS = "aerich.models"  # Aerich's own model: the Aerich CLI needs it registered, Daycare never queries it
 BACKEND = "daycare.storage.db.backend"
 POSTGRES_BACKEND = "daycare.storage.db.postgres_backend"
 POSTGRES_SCHEMES = ("postgres", "postgresql")
@@ -298,8 +299,11 @@ def _postgres_credentials(location: DatabaseLocation, read_only: bool) -> dict[s
     return credentials
 
 
-def database_config(location: DatabaseLocation, *, read_only: bool = False) -> dict[str, Any]:
-    """The Tortoise config for one database, naming this package's SQLite or PostgreSQL backend."""
+def database_config(location: DatabaseLocation, *, read_only: bool = False, aerich: bool = False) -> dict[str, Any]:
+    """The Tortoise config for one database, naming this package's SQLite or PostgreSQL backend.
+
+    `aerich` adds Aerich's model, for the Aerich CLI; Daycare's own opens leave it (and Aerich's import) out.
+    """
     if location.server is not None:
         connection = {"engine": POSTGRES_BACKEND, "credentials": _postgres_credentials(location, read_only)}
     else:
@@ -308,9 +312,10 @@ def database_config(location: DatabaseLocation, *, read_only: bool = False) -> d
         if read_only and location.path is not None:
             credentials["mode"] = "ro"  # the backend opens the file with SQLite's mode=ro
         connection = {"engine": BACKEND, "credentials": credentials}
+    models = [*MODEL_MODULES, AERICH_MODELS] if aerich else MODEL_MODULES
     return {
         "connections": {CONNECTION: connection},
-        "apps": {APP: {"models": MODEL_MODULES, "default_connection": CONNECTION}},
+        "apps": {APP: {"models": models, "default_connection": CONNECTION}},
     }
 
 
@@ -464,7 +469,11 @@ def database_failure(path: Path, exc: BaseException, *, outcome: str = _LEFT_AS_
 
 
 async def database_open(
-    location: str | os.PathLike[str] | DatabaseLocation, *, create: bool = True, read_only: bool = False
+    location: str | os.PathLike[str] | DatabaseLocation,
+    *,
+    create: bool = True,
+    read_only: bool = False,
+    querysets: bool = True,
 ) -> Database:
     """Opens a database, creating a missing one (folder 0700, file 0600) unless `create` is False.
 
@@ -472,6 +481,10 @@ async def database_open(
 
     `read_only` (inspection) never creates, writes or chmods a file; otherwise the file, its
     -wal, -shm and backups are made private (0600) if others could read them.
+
+    `querysets=False` is for a database that runs SQL and statements only (`db status`, `db check`,
+    the schema check's scratch): Tortoise then skips preparing every model's querysets, most of an
+    open's time; a queryset on it fails unless another open in the process prepared them.
 
     Foreign keys are on for the connection, and WAL for files that are new or Daycare's
     (see `daycare.storage.db.backend`).
@@ -486,7 +499,8 @@ async def database_open(
     await _fallback_context_ensure()
     context = TortoiseContext()
     with context:  # Tortoise resolves models against the current context while it registers them.
-        await context.init(config=database_config(target, read_only=read_only))
+        # Without its connections initialised, Tortoise skips the querysets; the client is made below as usual.
+        await context.init(config=database_config(target, read_only=read_only), init_connections=querysets)
     db = Database(target, context)
     if target.server is not None:
         from daycare.storage.db.postgres_backend import postgres_connect  # asyncpg only when it is used

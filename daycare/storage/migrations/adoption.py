@@ -17,11 +17,11 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.storage.db.dialect import POSTGRES, dialect_of
 from daycare.storage.errors import DatabaseRefused
-from daycare.storage.migrations.baseline_v1 import baseline_check, schema_tolerant_compare
-from daycare.storage.migrations.catalog import LEGACY_TABLE, database_display, schema_describe, schema_report
+from daycare.storage.migrations.baseline_v1 import baseline_check
+from daycare.storage.migrations.catalog import LEGACY_TABLE, database_display, schema_report
 from daycare.storage.migrations.inspection import FileKind, FileState
 from daycare.storage.migrations.loader import MigrationFile
-from daycare.storage.migrations.schema_check import baseline_schema_sql, schema_expected
+from daycare.storage.migrations.schema_check import baseline_schema_sql, schema_drift
 
 
 def versions_unknown(state: FileState, migrations: Sequence[MigrationFile]) -> tuple[str, ...]:
@@ -37,12 +37,13 @@ async def daycare_file_check(conn: BaseDBAsyncClient, state: FileState, migratio
     baseline's rule), and a file migrated by a newer Daycare. A legacy file that stopped
     part-way passes: `daycare upgrade` brings it up to date.
     """
-    location = await database_display(conn)
+    # The file's name is read only for a refusal: an accepted file costs no query for it.
     if state.kind is FileKind.FOREIGN and dialect_of(conn) == POSTGRES:
-        raise _postgres_foreign(location, state)
+        raise _postgres_foreign(await database_display(conn), state)
     if state.kind is FileKind.FOREIGN:
         tables = sorted(state.tables)
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        location = await database_display(conn)
         raise DatabaseRefused(
             f"{location} is not a Daycare file: it is a SQLite file of another application (tables: {shown}).",
             "Point daycare at its own database with --db or DAYCARE_DB_URL; this file was left unchanged.",
@@ -51,6 +52,7 @@ async def daycare_file_check(conn: BaseDBAsyncClient, state: FileState, migratio
         await baseline_check(conn, state, baseline_schema_sql(migrations))  # refuses tables no release made
     unknown = versions_unknown(state, migrations)
     if unknown:
+        location = await database_display(conn)
         raise DatabaseRefused(
             f"{location} was migrated by a newer Daycare: it records migrations this version "
             f"does not have ({', '.join(unknown)}).",
@@ -81,10 +83,9 @@ async def adoption_check(conn: BaseDBAsyncClient, state: FileState, migrations: 
         if dialect_of(conn) != POSTGRES:  # an empty PostgreSQL schema is all its baseline takes
             await baseline_check(conn, state, baseline_schema_sql(migrations))
         return
-    location = await database_display(conn)
-    expected = await schema_expected(state.versions, conn)
-    issues = schema_tolerant_compare(expected, await schema_describe(conn), state.legacy_steps)
+    issues = await schema_drift(conn, state.versions, state.legacy_steps)
     if issues:
+        location = await database_display(conn)
         advice = "The file was left unchanged. Restore it from a backup (<name>.bak-<time>)"
         if dialect_of(conn) == POSTGRES:
             advice = "Nothing was changed. Restore the schema from a backup (pg_dump)"

@@ -9,4 +9,4 @@ from __future__ import annotations
 from daycare.config import config_load
 from daycare.storage.db.database import database_config, database_location
 
-TORTOISE_ORM = database_config(database_location(config_load().db_location))
+TORTOISE_ORM = database_config(database_location(config_load().db_location), aerich=True)

@@ -11,7 +11,7 @@ the current schema of the database.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,11 +57,12 @@ _LEGACY_STEPS = Statement(lambda query: query.from_(ModelTable(LegacyMigration).
 async def file_facts(conn: BaseDBAsyncClient) -> FileFacts:
     """Reads the facts with read-only queries."""
     dialect = dialect_of(conn)
-    tables = frozenset(name for name in await catalog_table_names(conn) if application_table(name, dialect))
+    every_table = await catalog_table_names(conn)
+    tables = frozenset(name for name in every_table if application_table(name, dialect))
     steps: frozenset[str] = frozenset()
     if LEGACY_TABLE in tables:
         steps = frozenset(str(row["name"]) for row in await _LEGACY_STEPS.rows(conn))
-    return FileFacts(tables, steps, tuple(await versions_applied(conn)))
+    return FileFacts(tables, steps, tuple(await versions_applied(conn, every_table)))
 
 
 def _normalized(sql: str) -> str:
@@ -109,14 +110,34 @@ def _index_key(index: sqlite.IndexInfo) -> str:
     return index.name
 
 
-async def schema_describe(conn: BaseDBAsyncClient) -> dict[str, TableSchema]:
-    """Reads every application table of the file behind `conn` (on PostgreSQL: of its current schema)."""
+# A SQLite table's rows in sqlite_master, its own and those of its indexes and triggers, as (type, name, sql).
+# SQLite derives everything schema_describe reads about a table (columns, indexes, foreign keys, CHECKs,
+# triggers, AUTOINCREMENT) from these texts, so two tables with the same text are described the same.
+CatalogText = frozenset[tuple[str, str, str | None]]
+
+
+async def catalog_texts(conn: BaseDBAsyncClient) -> dict[str, CatalogText] | None:
+    """Each application table's catalog text, in one query; None on PostgreSQL, whose catalog keeps no such text."""
     if dialect_of(conn) == POSTGRES:
-        return await _postgres_describe(conn)
+        return None
+    rows: dict[str, set[tuple[str, str, str | None]]] = {}
+    for item in await sqlite.schema_objects(conn):
+        rows.setdefault(item.table, set()).add((item.type, item.name, item.sql))
+    return {name: frozenset(text) for name, text in rows.items() if application_table(name)}
+
+
+async def schema_describe(conn: BaseDBAsyncClient, only: Collection[str] | None = None) -> dict[str, TableSchema]:
+    """Reads every application table of the file behind `conn` (on PostgreSQL: of its current schema).
+
+    `only`: the names of the tables to read, when not all of them are needed.
+    """
+    if dialect_of(conn) == POSTGRES:
+        described = await _postgres_describe(conn)
+        return described if only is None else {name: schema for name, schema in described.items() if name in only}
     objects = await sqlite.schema_objects(conn)
     tables: dict[str, TableSchema] = {}
     for table in objects:
-        if table.type != "table" or not application_table(table.name):
+        if table.type != "table" or not application_table(table.name) or (only is not None and table.name not in only):
             continue
         columns = await sqlite.table_columns(conn, table.name)
         indexes = {}
@@ -166,7 +187,7 @@ async def _postgres_describe(conn: BaseDBAsyncClient) -> dict[str, TableSchema]:
 
 async def schema_of_script(script: str) -> dict[str, TableSchema]:
     """The schema an SQL script gives an empty database, read the same way as a file's."""
-    scratch = await database_open(MEMORY)
+    scratch = await database_open(MEMORY, querysets=False)  # a script and catalog reads only
     try:
         await scratch.connection().execute_script(script)
         return await schema_describe(scratch.connection())

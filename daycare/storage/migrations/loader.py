@@ -17,8 +17,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from aerich.utils import decompress_dict
-
 from daycare.storage.errors import StorageError
 
 MIGRATIONS_PACKAGE = "daycare_migrations"
@@ -37,6 +35,8 @@ class MigrationFile:
 
     @property
     def models_state(self) -> dict[str, Any]:
+        from aerich.utils import decompress_dict  # Aerich loads only when a migration is recorded
+
         return decompress_dict(self.module.MODELS_STATE)
 
 

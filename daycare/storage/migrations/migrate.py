@@ -12,7 +12,6 @@ from tortoise.exceptions import BaseORMException
 from daycare.storage.db import sqlite
 from daycare.storage.db.database import Database, database_failure, database_writable_check
 from daycare.storage.migrations.adoption import adoption_check, daycare_file_check, versions_unknown
-from daycare.storage.migrations.backup import database_backup
 from daycare.storage.migrations.baseline_v1 import legacy_steps_missing
 from daycare.storage.migrations.executor import migration_apply
 from daycare.storage.migrations.inspection import FileKind, FileState, file_inspect
@@ -115,6 +114,8 @@ async def database_migrate(
     database_writable_check(db.path, outcome="Nothing was changed and no backup was written")
     # A fresh database (a new file, an empty PostgreSQL schema) holds nothing to lose; memory has nothing to copy.
     if backup and (db.path is not None or db.location.server is not None) and state.kind is not FileKind.FRESH:
+        from daycare.storage.migrations.backup import database_backup  # only when something is pending
+
         notify((await database_backup(db)).line())
     applied: list[str] = []
     # No legacy PostgreSQL database exists: its chain starts from its own baseline, with none of the 33 steps.

@@ -6,7 +6,6 @@ PostgreSQL: the chain's migration 0); every later file finds it there.
 
 from __future__ import annotations
 
-from aerich.models import Aerich
 from pypika_tortoise.queries import Table
 from pypika_tortoise.terms import Field
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -48,14 +47,19 @@ async def catalog_table_names(conn: BaseDBAsyncClient) -> frozenset[str]:
     return await sqlite.table_names(conn)
 
 
-async def versions_applied(conn: BaseDBAsyncClient) -> list[str]:
-    """The recorded versions of this app, oldest first; empty when there is no aerich table."""
-    if AERICH_TABLE not in await catalog_table_names(conn):
+async def versions_applied(conn: BaseDBAsyncClient, tables: frozenset[str] | None = None) -> list[str]:
+    """The recorded versions of this app, oldest first; empty when there is no aerich table.
+
+    `tables`: the database's tables when the caller has just read them (saves reading them again).
+    """
+    if AERICH_TABLE not in (await catalog_table_names(conn) if tables is None else tables):
         return []
     return [str(row["version"]) for row in await _VERSIONS.rows(conn, app=APP)]
 
 
 async def version_record(conn: BaseDBAsyncClient, migration: MigrationFile) -> None:
     """Records a file as applied, with its models state encoded as Aerich's own field encodes it."""
+    from aerich.models import Aerich  # Aerich loads only when a migration is recorded
+
     content = Aerich._meta.fields_map["content"].to_db_value(migration.models_state, Aerich)
     await _RECORD.run(conn, version=migration.version, app=APP, content=content)

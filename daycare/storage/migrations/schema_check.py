@@ -8,12 +8,16 @@ tables of the extra legacy steps a file ran.
 
 The expected schema is what the applied migrations make of an empty database of the same
 dialect: an in-memory SQLite database, or on PostgreSQL the session's temporary schema on the
-same server, inside a transaction that is rolled back.
+same server, inside a transaction that is rolled back. It is built once per process (their
+hooks and SQL; the aerich rows, which are not schema, are left out). On SQLite a check reads
+each table's catalog text first (one query) and describes, on both sides, only the tables whose
+text differs from the expected one's: SQLite derives a table's description from that text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -21,8 +25,15 @@ from daycare.storage.db import postgres
 from daycare.storage.db.database import MEMORY, Database, database_close, database_open
 from daycare.storage.db.dialect import POSTGRES, SQLITE, dialect_of
 from daycare.storage.migrations.baseline_v1 import legacy_drift, schema_tolerant_compare
-from daycare.storage.migrations.catalog import TableIssues, TableSchema, schema_describe, schema_report
-from daycare.storage.migrations.executor import migration_apply
+from daycare.storage.migrations.catalog import (
+    CatalogText,
+    TableIssues,
+    TableSchema,
+    catalog_texts,
+    schema_describe,
+    schema_report,
+)
+from daycare.storage.migrations.executor import migration_run
 from daycare.storage.migrations.inspection import FileKind, file_inspect
 from daycare.storage.migrations.loader import MigrationFile, migrations_load
 
@@ -34,53 +45,109 @@ def baseline_schema_sql(migrations: Sequence[MigrationFile]) -> str:
     return str(migrations[0].module.SCHEMA_SQL)
 
 
-_expected_cache: dict[tuple[str, str, tuple[str, ...]], dict[str, TableSchema]] = {}
+@dataclass
+class _Expected:
+    """What applying some versions to an empty database gives: each table's catalog text (None on PostgreSQL),
+    and the tables described so far (SQLite: those a check needed; PostgreSQL: all)."""
+
+    texts: dict[str, CatalogText] | None
+    tables: dict[str, TableSchema]
+
+
+_expected_cache: dict[tuple[str, str, tuple[str, ...]], _Expected] = {}
 
 
 class _ScratchDone(Exception):
     """Ends the scratch transaction by rolling it back."""
 
 
-async def _postgres_expected(conn: BaseDBAsyncClient, migrations: Sequence[MigrationFile]) -> dict[str, TableSchema]:
+async def _postgres_expected(conn: BaseDBAsyncClient, migrations: Sequence[MigrationFile]) -> _Expected:
     """What `migrations` make of an empty PostgreSQL schema: built in the session's temporary schema, rolled back."""
     described: dict[str, TableSchema] = {}
     try:
         async with conn._in_transaction() as scratch:
             await postgres.scratch_enter(scratch)
             for migration in migrations:
-                script = await migration.module.upgrade(scratch)
-                if script and script.strip():
-                    await scratch.execute_script(script)
+                await migration_run(scratch, migration)
             described = await schema_describe(scratch)
             raise _ScratchDone
     except _ScratchDone:
         pass
-    return described
+    return _Expected(None, described)
 
 
-async def schema_expected(versions: tuple[str, ...], conn: BaseDBAsyncClient | None = None) -> dict[str, TableSchema]:
-    """The schema that applying `versions` to an empty database gives, built once per process and dialect.
+def _texts_differ(expected: dict[str, CatalogText] | None, actual: dict[str, CatalogText] | None) -> set[str] | None:
+    """The tables whose catalog text differs between the two sides, one side's only included; None (all of them)
+    when a side has no texts."""
+    if expected is None or actual is None:
+        return None
+    return {name for name in expected.keys() | actual.keys() if expected.get(name) != actual.get(name)}
 
-    SQLite (no `conn`, or a SQLite one): an in-memory database. PostgreSQL: `conn`'s server,
-    in a transaction that is rolled back (see the module's docstring).
-    """
+
+async def _expected_read(
+    versions: tuple[str, ...], conn: BaseDBAsyncClient | None, actual: dict[str, CatalogText] | None
+) -> _Expected:
+    """What applying `versions` to an empty database gives, with at least the tables whose text differs from
+    `actual`'s described (all of them when `actual` is None); built once per process, dialect and versions."""
     dialect = SQLITE if conn is None else dialect_of(conn)
     # PostgreSQL prints defaults and predicates in its own words, which a server of another version may change.
     server = await postgres.server_version(conn) if conn is not None and dialect == POSTGRES else ""
     key = (dialect, server, versions)
-    if key not in _expected_cache:
-        by_version = {migration.version: migration for migration in migrations_load(dialect=dialect)}
-        if conn is not None and dialect == POSTGRES:
-            _expected_cache[key] = await _postgres_expected(conn, [by_version[version] for version in versions])
-            return _expected_cache[key]
-        scratch = await database_open(MEMORY)
-        try:
-            for version in versions:
-                await migration_apply(scratch, by_version[version])
-            _expected_cache[key] = await schema_describe(scratch.connection())
-        finally:
-            await database_close(scratch)
+    cached = _expected_cache.get(key)
+    if cached is not None:
+        if cached.texts is None:
+            return cached
+        wanted = _texts_differ(cached.texts, actual)
+        if (cached.texts.keys() if wanted is None else wanted & cached.texts.keys()) <= cached.tables.keys():
+            return cached
+    by_version = {migration.version: migration for migration in migrations_load(dialect=dialect)}
+    if conn is not None and dialect == POSTGRES:
+        _expected_cache[key] = await _postgres_expected(conn, [by_version[version] for version in versions])
+        return _expected_cache[key]
+    scratch = await database_open(MEMORY, querysets=False)  # the migrations run SQL and statements only
+    try:
+        for version in versions:
+            # As on PostgreSQL, no aerich rows: they are not schema, and recording them would load Aerich.
+            async with scratch.in_transaction() as scratch_conn:
+                await migration_run(scratch_conn, by_version[version])
+        texts = await catalog_texts(scratch.connection())
+        assert texts is not None
+        wanted = _texts_differ(texts, actual)
+        # Each check describes on the scratch only the tables it compares; what earlier checks described stays.
+        only = None if wanted is None else (wanted & texts.keys()) | (cached.tables.keys() if cached else set())
+        _expected_cache[key] = _Expected(texts, await schema_describe(scratch.connection(), only))
+    finally:
+        await database_close(scratch)
     return _expected_cache[key]
+
+
+async def schema_expected(versions: tuple[str, ...], conn: BaseDBAsyncClient | None = None) -> dict[str, TableSchema]:
+    """The schema that applying `versions` to an empty database gives, every table described.
+
+    SQLite (no `conn`, or a SQLite one): an in-memory database. PostgreSQL: `conn`'s server,
+    in a transaction that is rolled back (see the module's docstring).
+    """
+    return (await _expected_read(versions, conn, None)).tables
+
+
+async def schema_drift(
+    conn: BaseDBAsyncClient, versions: tuple[str, ...], legacy_steps: frozenset[str]
+) -> list[TableIssues]:
+    """How the database behind `conn` differs from what applying `versions` to an empty one gives; empty if not.
+
+    On SQLite only the tables whose catalog text differs from the expected one's are described and
+    compared, on both sides: a table with the same text is described the same (see `catalog`), so it
+    could show no difference. The result is the one a comparison of every table gives.
+    """
+    actual_texts = await catalog_texts(conn)
+    expected = await _expected_read(versions, conn, actual_texts)
+    differing = _texts_differ(expected.texts, actual_texts)
+    if differing is None:
+        return schema_tolerant_compare(expected.tables, await schema_describe(conn), legacy_steps)
+    assert expected.texts is not None and actual_texts is not None
+    wanted = {name: expected.tables[name] for name in differing if name in expected.texts}
+    actual = await schema_describe(conn, differing & actual_texts.keys())
+    return schema_tolerant_compare(wanted, actual, legacy_steps)
 
 
 async def database_schema_check(db: Database) -> list[TableIssues]:
@@ -95,5 +162,4 @@ async def database_schema_check(db: Database) -> list[TableIssues]:
         if dialect_of(conn) == POSTGRES:
             return []
         return await legacy_drift(conn, state, baseline_schema_sql(migrations_load()))
-    expected = await schema_expected(state.versions, conn)
-    return schema_tolerant_compare(expected, await schema_describe(conn), state.legacy_steps)
+    return await schema_drift(conn, state.versions, state.legacy_steps)

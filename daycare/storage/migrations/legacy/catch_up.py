@@ -26,7 +26,6 @@ from tortoise.exceptions import BaseORMException
 from daycare.storage.clock import now_ms
 from daycare.storage.db import sqlite
 from daycare.storage.errors import StorageError
-from daycare.storage.migrations.legacy.chain import LEGACY_CHAIN
 from daycare.storage.migrations.legacy.context import LegacySkips, StepContext
 from daycare.storage.migrations.legacy.files import LegacyDataError
 from daycare.storage.migrations.legacy.step import LegacyStep
@@ -98,6 +97,9 @@ async def legacy_catch_up(
     and warned about; one `notify` line at the end says how many there were.
     Raises LegacyStepFailed, naming the step, when one fails; that step leaves no trace.
     """
+    # The 33 ported steps (and the YAML parser of the import steps) load only when a file needs them.
+    from daycare.storage.migrations.legacy.chain import LEGACY_CHAIN
+
     skipped = LegacySkips() if skipped is None else skipped
     context = StepContext(conn, await database_folder(conn), progress, skipped)
     await conn.execute_script(MIGRATIONS_TABLE_SQL)
