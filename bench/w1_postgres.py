@@ -188,7 +188,9 @@ async def reference_connect(server: Server, db: Database) -> Connection:
     """A plain asyncpg connection to `db`'s schema."""
     schema = db.location.schema
     assert schema is not None
-    return await asyncpg.connect(**server.connect, server_settings={"search_path": schema})
+    # As the port's connections alone on a schema: its change triggers skip their notices (docs/postgres.md).
+    settings = {"search_path": schema, "daycare.notify": "off"}
+    return await asyncpg.connect(**server.connect, server_settings=settings)
 
 
 class PostgresReference:
