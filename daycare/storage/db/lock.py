@@ -125,7 +125,7 @@ class DatabaseInUse(StorageError):
                 f"{database.display} is in use by {who}, which holds Daycare's lock on the schema"
                 f" {schema or database.schema or 'public'} (a PostgreSQL advisory lock)."
             )
-            rule = "Only one engine, upgrade or script may write a Daycare schema at a time"
+            rule = "One engine, upgrade or script may write a Daycare schema at a time (or engines sharing it)"
         else:
             problem = f"{database} is in use by {who}, which holds its lock file {lock_path(database)}."
             rule = "Only one engine, upgrade or script may write a database file at a time"
