@@ -30,7 +30,8 @@ class Recorder:
 
     async def on_task(self, task: CronTaskContext, message_context: dict[str, Any], claim: RunClaim) -> None:
         async with claim as claimed:
-            assert claimed
+            if not claimed:  # another engine ran this occurrence
+                return
             self.runs.append((task, message_context))
             if self.fail:
                 raise RuntimeError("Task failed")
@@ -293,3 +294,49 @@ async def test_posts_executable_system_message_for_cron_task_runs(storage: Stora
     await crons.task_post(CronTaskContext("trigger-2", "task-1", "Nightly sync", "Run checks", "agent-x", "user-1"), {})
     assert [item["origin"] for item in await inbox_items(storage, "agent-x")] == ["cron"]
     assert len(await storage.inbox.find_by_agent_id(agent_id)) == 1
+
+
+async def test_with_claims_a_restart_runs_the_latest_missed_occurrence_once_and_a_claimed_one_never(
+    storage: Storage,
+) -> None:
+    """The claims of trigger_runs: after downtime the latest occurrence runs once (several missed collapse);
+    an occurrence another engine claimed is not run again."""
+    time = FakeTime()  # 10:30:00 local
+    await cron_task_insert(storage, "nightly", "Nightly", "* * * * *", "run")
+
+    def build(recorder: Recorder) -> CronScheduler:
+        return CronScheduler(
+            cron_tasks=storage.cron_tasks,
+            tasks=storage.tasks,
+            on_task=recorder.on_task,
+            on_error=recorder.on_error,
+            runs=storage.trigger_runs,
+            engine="test",
+            clock=time.now,
+            sleep=time.sleep,
+        )
+
+    first = Recorder()
+    scheduler = build(first)
+    await scheduler.start()
+    await time.advance(60_000)  # 10:31: runs and claims it
+    await eventually(lambda: len(first.runs) == 1)
+    await scheduler.stop()
+    claimed = await storage.trigger_runs.find_by_id("cron:nightly")
+    assert claimed is not None and claimed.occurrence_at == time.now()
+
+    await time.advance(5 * 60_000 + 30_000)  # 10:36:30: 10:32 ... 10:36 fell due while nothing ran
+    second = Recorder()
+    scheduler = build(second)
+    await scheduler.start()
+    await eventually(lambda: len(second.runs) == 1)
+    await settle()
+    assert len(second.runs) == 1
+    claimed = await storage.trigger_runs.find_by_id("cron:nightly")
+    assert claimed is not None and claimed.occurrence_at == time.now() - 30_000  # the latest: 10:36
+    # Another engine claims 10:37 first: this one finds it claimed and does not run it.
+    assert await storage.trigger_runs.claim("cron:nightly", time.now() + 30_000, claimed_at=0, engine="other")
+    await time.advance(30_000)
+    await settle()
+    await scheduler.stop()
+    assert len(second.runs) == 1 and second.errors == []
