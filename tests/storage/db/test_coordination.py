@@ -273,3 +273,32 @@ async def test_a_heartbeat_round_runs_once_per_interval_whichever_engine_leads(
 
 async def _equals(count: Awaitable[int], expected: int) -> bool:
     return await count == expected
+
+
+async def test_an_engine_that_cannot_rejoin_because_an_upgrade_took_the_schema_stops(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    engine = engine_at(shared(postgres_url), tmp_path, "a")
+    await engine.start()
+    try:
+        upgrade = None
+        for _ in range(5):  # the engine reconnects 0.2 s after the cut: the upgrade must come first
+            await session_cut(postgres_url, engine)
+            deadline = time.monotonic() + 0.15
+            while upgrade is None and time.monotonic() < deadline:
+                try:  # the server may still be ending the cut session, which holds the lock until it has
+                    upgrade = await database_lock_wait(database_location(postgres_url), UPGRADE, wait=0)
+                except DatabaseInUse:
+                    await asyncio.sleep(0.01)
+            if upgrade is not None:
+                break
+            await waited_for(lambda: engine._coordinator is not None and engine._coordinator.session is not None)
+        try:
+            await asyncio.wait_for(engine.failed.wait(), timeout=30)
+        finally:
+            assert upgrade is not None
+            await upgrade.aclose()
+        assert engine.failure is not None and "an upgrade" in engine.failure and "the engine stopped" in engine.failure
+        assert engine.started_services == [] and engine.leads is None
+    finally:
+        await engine.stop()
