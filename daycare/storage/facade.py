@@ -121,8 +121,8 @@ class Storage:
         self._change_listeners.setdefault(table, []).append(listener)
 
     def changed(self, table: str, key: str) -> None:
-        """Another engine committed a change to `table`'s row(s) of `key`: its cache forgets them, then the
-        listeners hear of it. Unknown tables are ignored (a newer engine may announce more)."""
+        """A change to `table`'s row(s) of `key` was committed (by another engine, or this one: notices do not
+        say): its cache forgets them, then the listeners hear of it. Unknown tables are ignored."""
         repository = self._cached_by_table.get(table)
         if repository is not None:
             repository.changed(key)
