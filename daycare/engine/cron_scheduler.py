@@ -280,9 +280,7 @@ class CronScheduler:
         except Exception as error:
             log.warning("cron trigger %s: its task failed: %s", task.id, error)
             await self._error_report(error, task.id)
-        if claim.claimed is None:  # failed before (or without) its claim: claim it now, so that no engine runs it again
-            await claim.settle()
-        if not claim.claimed:
+        if not await claim.settle():
             log.info("cron trigger %s: its run at %d was claimed by another engine", task.id, occurrence)
             return
         await self._cron_tasks.update(task.id, last_run_at=run_at, updated_at=run_at)

@@ -295,7 +295,6 @@ class Engine:
                 async with self._coordinator.migrations_locked(notify=log.info):  # one engine migrates
                     self._db = await database_open(location)
                     await database_migrate(self._db, backup=self.backup)
-                self._db.shared = True
             else:
                 self._db = await database_open(location)
                 await database_migrate(self._db, backup=self.backup)
@@ -400,13 +399,7 @@ class Engine:
 
     def _coordination_failed(self, why: str) -> None:
         """The shared database cannot be rejoined: the engine stops by itself."""
-        if self.failure is not None:
-            return
-        self.failure = f"{why}; the engine stopped"
-        log.error("%s", self.failure)
-        if self._services is None:  # still starting: start() sees `failure` and undoes what it did
-            return
-        self._lost_stop = asyncio.get_running_loop().create_task(self._stop_after_loss())
+        self._stop_by_itself(f"{why}; the engine stopped", why)
 
     async def stop(self) -> None:
         """Stops the schedulers in reverse start order, closes the database, then releases its lock.
@@ -443,17 +436,22 @@ class Engine:
 
     def _lock_lost(self) -> None:
         """The lock's connection is gone, so another engine may start on the database: stop, schedulers first."""
+        where = database_location(self.config.db_location).display
+        self._stop_by_itself(
+            f"the engine lost its lock on {where} (the connection that held it was closed) and stopped:"
+            " another engine may run on that database now",
+            f"lost the lock on {where}",
+        )
+
+    def _stop_by_itself(self, failure: str, what: str) -> None:
+        """Records `failure` and stops the engine, schedulers first; a start in progress sees it and undoes itself."""
         if self.failure is not None:
             return
-        where = database_location(self.config.db_location).display
-        self.failure = (
-            f"the engine lost its lock on {where} (the connection that held it was closed) and stopped:"
-            " another engine may run on that database now"
-        )
-        if self._services is None:  # still starting: start() sees `failure` and undoes what it did
-            log.error("lost the lock on %s while starting; the start is undone", where)
+        self.failure = failure
+        if self._services is None:
+            log.error("%s while starting; the start is undone", what)
             return
-        log.error("lost the lock on %s: stopping the engine, its schedulers first", where)
+        log.error("%s: stopping the engine, its schedulers first", what)
         self._lost_stop = asyncio.get_running_loop().create_task(self._stop_after_loss())
 
     async def _stop_after_loss(self) -> None:

@@ -186,9 +186,7 @@ class HeartbeatScheduler:
         except Exception as error:
             log.warning("heartbeat run of %s failed: %s", ", ".join(ran_ids), error)
             await self._error_report(error, ran_ids)
-        if claim.claimed is None:  # failed before (or without) its claim: claim it now, so that no engine runs it again
-            await claim.settle()
-        if not claim.claimed:
+        if not await claim.settle():
             log.info("heartbeat round at %d was claimed by another engine", claim.occurrence_at)
             return NOTHING_RAN
         await self._heartbeat_tasks.record_run_for(ran_ids, run_at)

@@ -72,9 +72,10 @@ class RunClaim:
             self.claimed = None  # rolled back: nothing was claimed
 
     async def settle(self) -> bool:
-        """Claims the occurrence alone after its delivery failed, so no engine retries it; whether it did."""
-        if self._runs is None:
-            self.claimed = True
-            return True
-        self.claimed = await self._runs.claim(self.id, self.occurrence_at, claimed_at=self._now, engine=self._engine)
+        """Whether this engine ran the occurrence. One whose delivery failed before (or without) its claim is
+        claimed alone now, so that no engine runs it again."""
+        if self.claimed is None:
+            self.claimed = self._runs is None or await self._runs.claim(
+                self.id, self.occurrence_at, claimed_at=self._now, engine=self._engine
+            )
         return self.claimed

@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Unpack
 
 from tortoise.exceptions import IntegrityError
 
@@ -94,21 +94,9 @@ class Storage:
         self.token_stats = TokenStatsRepository(db)
         self.trigger_runs = TriggerRunsRepository(db)
         # Shared PostgreSQL: the cached repository of each table whose changes other engines announce.
-        cached: list[CachedRepository[Any, Any]] = [
-            self.users,
-            self.agents,
-            self.tasks,
-            self.cron_tasks,
-            self.heartbeat_tasks,
-            self.signal_subscriptions,
-            self.delayed_signals,
-            self.channels,
-            self.expose_endpoints,
-            self.processes,
-            self.system_prompts,
-        ]
+        cached = [repository for repository in vars(self).values() if isinstance(repository, CachedRepository)]
         self._cached_by_table = {repository.model._meta.db_table: repository for repository in cached}
-        self._cached_by_table[UserConnectorKey._meta.db_table] = self.users
+        self._cached_by_table[UserConnectorKey._meta.db_table] = self.users  # a user's record holds its keys
         self._change_listeners: dict[str, list[Callable[[str], None]]] = {}
 
     @classmethod

@@ -39,6 +39,7 @@ from daycare.storage.db.lock import (
     LockHolder,
     PostgresLock,
     lock_holder_parse,
+    lock_holder_text,
     postgres_lock_shared,
 )
 from daycare.storage.errors import StorageError
@@ -164,7 +165,7 @@ class Coordinator:
                 await self._connect(wait=False)
             except DatabaseInUse as exc:
                 self._on_failed(
-                    f"while this engine was disconnected from {self.location.display}, {_holder_text(exc.holder)}"
+                    f"while this engine was disconnected from {self.location.display}, {lock_holder_text(exc.holder)}"
                     " took its schema for itself"
                 )
                 return
@@ -209,10 +210,6 @@ class Coordinator:
             self.leader = False
         if lock is not None:
             await lock.aclose()
-
-
-def _holder_text(holder: LockHolder | None) -> str:
-    return holder.describe() if holder is not None else "another process"
 
 
 @dataclass(frozen=True, slots=True)

@@ -248,7 +248,6 @@ class Database:
 
     location: DatabaseLocation
     context: TortoiseContext
-    shared: bool = False  # several engines write it at once (set by the engine): writes lock what they read
 
     @property
     def path(self) -> Path | None:
@@ -259,6 +258,11 @@ class Database:
     def dialect(self) -> str:
         """ "sqlite" or "postgres"."""
         return self.location.dialect
+
+    @property
+    def shared(self) -> bool:
+        """Whether several engines write it at once (`shared=true`): writes then lock the rows they read."""
+        return self.location.shared
 
     def connection(self) -> BaseDBAsyncClient:
         """The client for the calling task: its open transaction if it has one."""

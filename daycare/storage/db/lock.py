@@ -101,6 +101,11 @@ class LockHolder:
         return f"{what} ({details})"
 
 
+def lock_holder_text(holder: LockHolder | None) -> str:
+    """How messages name a lock's holder: `holder.describe()`, or "another process" when it is unknown."""
+    return holder.describe() if holder is not None else "another process"
+
+
 def lock_holder_read(path: Path) -> LockHolder | None:
     """The holder the lock file at `path` names; None when it names none (empty, unreadable, not ours)."""
     try:
@@ -119,7 +124,7 @@ class DatabaseInUse(StorageError):
     def __init__(
         self, database: Path | DatabaseLocation, holder: LockHolder | None, *advice: str, schema: str | None = None
     ) -> None:
-        who = holder.describe() if holder else "another process"
+        who = lock_holder_text(holder)
         if isinstance(database, DatabaseLocation):
             problem = (
                 f"{database.display} is in use by {who}, which holds Daycare's lock on the schema"

@@ -172,8 +172,10 @@ class DelayedSignalsRepository(CachedRepository[str, DelayedSignalRecord]):
                 for key in sorted(locked if own_id is None else locked | {own_id}):
                     await held.enter_async_context(self._writing(key))
                 async with self._db.in_transaction() as conn:
-                    # Other engines on the database replace this repeat key one at a time with this one.
-                    await transaction_lock(conn, f"signals_delayed {repeat.user_id} {repeat.type} {repeat.repeat_key}")
+                    if self._db.shared:  # other engines replace this repeat key one at a time with this one
+                        await transaction_lock(
+                            conn, f"signals_delayed {repeat.user_id} {repeat.type} {repeat.repeat_key}"
+                        )
                     others = await self._repeat_ids(conn, repeat, own_id)
                     unlocked = set(others) - locked
                     if not unlocked:  # else nothing is written: the empty transaction commits
