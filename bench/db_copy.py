@@ -51,7 +51,7 @@ import asyncpg
 from growth import Shape, count_text, shape_build
 from w1 import machine_describe
 
-from daycare.storage.db.database import database_location
+from daycare.storage.db.location import database_location
 from daycare.storage.migrations.copy import database_copy
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/daycare_bench"

@@ -62,12 +62,8 @@ from w1_postgres import (
 
 from daycare.config import Config
 from daycare.engine.engine import Engine
-from daycare.storage.db.database import (
-    database_close,
-    database_location,
-    database_open,
-    postgres_connect_arguments,
-)
+from daycare.storage.db.database import database_close, database_open, postgres_connect_arguments
+from daycare.storage.db.location import database_location
 from daycare.storage.facade import Storage
 from daycare.storage.identifiers import cuid_create
 from daycare.storage.repositories.history import HistoryRecord

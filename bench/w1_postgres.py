@@ -33,13 +33,8 @@ import asyncpg
 from asyncpg.connection import Connection
 from w1 import AGENTS, INBOX_ITEMS, PortRun, Result, agent_build, machine_describe, operations_interleave
 
-from daycare.storage.db.database import (
-    Database,
-    database_close,
-    database_location,
-    database_open,
-    postgres_connect_arguments,
-)
+from daycare.storage.db.database import Database, database_close, database_open, postgres_connect_arguments
+from daycare.storage.db.location import database_location
 from daycare.storage.facade import Storage
 from daycare.storage.identifiers import cuid_create, nametag_generate
 from daycare.storage.migrations.migrate import database_migrate

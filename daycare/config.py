@@ -162,7 +162,7 @@ def _setting_url(engine: dict[str, object], settings_path: Path) -> str | None:
     example = 'e.g. "postgres://user@host:5432/daycare" or "/var/lib/daycare/daycare.db"'
     if not isinstance(url, str) or not url.strip():
         raise StorageError(f"Settings file {settings_path}: engine.db.url must be a non-empty string ({example}).")
-    from daycare.storage.db.database import database_location  # the storage package imports this module
+    from daycare.storage.db.location import database_location  # the storage package imports this module
 
     try:
         location = database_location(url.strip())

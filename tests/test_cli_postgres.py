@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from daycare.storage.db.database import database_location
+from daycare.storage.db.location import database_location
 from daycare.storage.db.lock import UPGRADE
 from daycare.storage.migrations.loader import migrations_load
 from tests.engine_process import STARTED, LineReader, engine_start_stop

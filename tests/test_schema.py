@@ -17,7 +17,8 @@ from daycare import schema
 from daycare.schema import CompositeKeyError, Connection, Task, TokenStatsHourly
 from daycare.storage.db import postgres, sqlite
 from daycare.storage.db.database import Database
-from daycare.storage.db.dialect import POSTGRES, unique_violation_targets
+from daycare.storage.db.dialect import unique_violation_targets
+from daycare.storage.db.location import POSTGRES
 from tests.conftest import legacy_dump
 
 # What each database says when a constraint refuses a row (SQLite's nametag rule is a trigger, PostgreSQL's a CHECK).

@@ -44,13 +44,8 @@ from daycare.engine.signals import Signal, Signals, SignalSubscription
 from daycare.engine.summary import EngineSummary, engine_summary
 from daycare.engine.timing import Clock, Sleep, file_time, now_ms, sleep_ms
 from daycare.storage.db.coordination import Coordinator
-from daycare.storage.db.database import (
-    Database,
-    database_close,
-    database_location,
-    database_open,
-    database_writable_check,
-)
+from daycare.storage.db.database import Database, database_close, database_open, database_writable_check
+from daycare.storage.db.location import database_location
 from daycare.storage.db.lock import ENGINE, DatabaseLock, PostgresLock, database_lock_wait
 from daycare.storage.errors import StorageError
 from daycare.storage.facade import Storage

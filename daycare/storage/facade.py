@@ -18,7 +18,8 @@ from typing import Unpack
 from tortoise.exceptions import IntegrityError
 
 from daycare.schema import UserConnectorKey
-from daycare.storage.db.database import Database, database_close, database_location, database_open
+from daycare.storage.db.database import Database, database_close, database_open
+from daycare.storage.db.location import database_location
 from daycare.storage.db.lock import SCRIPT, database_lock_wait
 from daycare.storage.errors import StorageError
 from daycare.storage.identifiers import cuid_create, nametag_generate

@@ -16,7 +16,7 @@ from daycare.engine.delayed_signals import DelayedSignals
 from daycare.engine.exposes import Exposes
 from daycare.engine.heartbeats import Heartbeats
 from daycare.engine.processes import Processes
-from daycare.storage.db.database import database_location
+from daycare.storage.db.location import database_location
 from daycare.storage.db.lock import ENGINE, DatabaseInUse, PostgresLock, postgres_lock_try
 from tests.engine.helpers import engine_config
 from tests.postgres_server import postgres_connection

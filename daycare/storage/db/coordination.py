@@ -32,7 +32,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from daycare.storage.db import postgres
-from daycare.storage.db.database import Database, DatabaseLocation
+from daycare.storage.db.database import Database
+from daycare.storage.db.location import DatabaseLocation
 from daycare.storage.db.lock import (
     UPGRADE_WAIT,
     DatabaseInUse,

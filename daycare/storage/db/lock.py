@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from daycare.storage.db import postgres
 from daycare.storage.db.backend import private_folder_create
-from daycare.storage.db.database import DatabaseLocation, database_failure
+from daycare.storage.db.database import database_failure
+from daycare.storage.db.location import DatabaseLocation
 from daycare.storage.errors import StorageError
 
 if TYPE_CHECKING:

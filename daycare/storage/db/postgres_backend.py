@@ -33,7 +33,7 @@ from tortoise.exceptions import BaseORMException, DBConnectionError, Operational
 from daycare.storage.errors import DatabaseRefused, StorageError
 
 if TYPE_CHECKING:
-    from daycare.storage.db.database import DatabaseLocation
+    from daycare.storage.db.location import DatabaseLocation
 
 _RETURNING = " RETURNING "
 

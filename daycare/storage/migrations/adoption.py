@@ -15,19 +15,15 @@ from collections.abc import Sequence
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from daycare.storage.db.dialect import POSTGRES, dialect_of
+from daycare.storage.db.dialect import dialect_of
+from daycare.storage.db.location import POSTGRES
 from daycare.storage.errors import DatabaseRefused
 from daycare.storage.migrations.baseline_v1 import baseline_check
 from daycare.storage.migrations.catalog import LEGACY_TABLE, database_display, schema_report
 from daycare.storage.migrations.inspection import FileKind, FileState
 from daycare.storage.migrations.loader import MigrationFile
 from daycare.storage.migrations.schema_check import baseline_schema_sql, schema_drift
-
-
-def versions_unknown(state: FileState, migrations: Sequence[MigrationFile]) -> tuple[str, ...]:
-    """The migrations the file records that this version does not have: a newer Daycare applied them."""
-    known = {migration.version for migration in migrations}
-    return tuple(version for version in state.versions if version not in known)
+from daycare.storage.migrations.status import versions_compare
 
 
 async def daycare_file_check(conn: BaseDBAsyncClient, state: FileState, migrations: Sequence[MigrationFile]) -> None:
@@ -50,7 +46,7 @@ async def daycare_file_check(conn: BaseDBAsyncClient, state: FileState, migratio
         )
     if state.kind is FileKind.LEGACY and state.legacy_missing:
         await baseline_check(conn, state, baseline_schema_sql(migrations))  # refuses tables no release made
-    unknown = versions_unknown(state, migrations)
+    unknown = versions_compare(state.versions, [migration.version for migration in migrations]).unknown
     if unknown:
         location = await database_display(conn)
         raise DatabaseRefused(

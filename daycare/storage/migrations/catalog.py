@@ -19,8 +19,9 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.schema import LegacyMigration
 from daycare.storage.db import postgres, sqlite
-from daycare.storage.db.database import MEMORY, database_close, database_open
-from daycare.storage.db.dialect import POSTGRES, SQLITE, dialect_of
+from daycare.storage.db.database import database_close, database_open
+from daycare.storage.db.location import MEMORY, POSTGRES, SQLITE
+from daycare.storage.db.dialect import dialect_of
 from daycare.storage.db.statements import ModelTable, Statement
 from daycare.storage.migrations.recorder import AERICH_TABLE, catalog_table_names, versions_applied
 

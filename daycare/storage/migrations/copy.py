@@ -42,14 +42,8 @@ from tortoise.models import Model
 
 from daycare import schema
 from daycare.storage.db import postgres, sqlite
-from daycare.storage.db.database import (
-    POSTGRES,
-    Database,
-    DatabaseLocation,
-    database_close,
-    database_location,
-    database_open,
-)
+from daycare.storage.db.database import Database, database_close, database_open
+from daycare.storage.db.location import POSTGRES, DatabaseLocation, database_location
 from daycare.storage.db.lock import UPGRADE, database_lock_wait
 from daycare.storage.errors import DatabaseRefused, StorageError
 from daycare.storage.migrations.adoption import adoption_check

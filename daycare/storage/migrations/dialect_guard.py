@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from daycare.storage.db.dialect import POSTGRES, SQLITE, dialect_of
+from daycare.storage.db.dialect import dialect_of
+from daycare.storage.db.location import POSTGRES, SQLITE
 from daycare.storage.errors import DatabaseRefused
 
 # How to run each dialect's chain with the Aerich CLI, from the project folder.

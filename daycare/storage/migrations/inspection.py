@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from daycare.storage.db.dialect import POSTGRES, dialect_of
+from daycare.storage.db.dialect import dialect_of
+from daycare.storage.db.location import POSTGRES
 from daycare.storage.migrations.baseline_v1 import file_kind, legacy_leftovers, legacy_missing
 from daycare.storage.migrations.catalog import FileFacts, file_facts
 

@@ -68,8 +68,18 @@ def migrations_load(directory: Path | None = None, *, dialect: str = "sqlite") -
     return _load((migrations_dir(dialect) if directory is None else directory).resolve())
 
 
+def migration_versions(dialect: str = "sqlite") -> tuple[str, ...]:
+    """The versions (file names) of `dialect`'s chain in Aerich's order, read from the folder without importing them."""
+    return tuple(path.name for path in _files(migrations_dir(dialect).resolve()))
+
+
 @cache
 def _load(directory: Path) -> tuple[MigrationFile, ...]:
+    return tuple(MigrationFile(path.name, path, _module_import(path)) for path in _files(directory))
+
+
+def _files(directory: Path) -> list[Path]:
+    """The `<n>_<name>.py` files of `directory`, sorted by number like Aerich."""
     if not directory.is_dir():
         raise StorageError(f"Migration folder not found: {directory}.", _REINSTALL)
     files = sorted(
@@ -78,7 +88,7 @@ def _load(directory: Path) -> tuple[MigrationFile, ...]:
     )
     if not files:
         raise StorageError(f"No migration files (<n>_<name>.py) in {directory}.", _REINSTALL)
-    return tuple(MigrationFile(path.name, path, _module_import(path)) for path in files)
+    return files
 
 
 def _module_import(path: Path) -> ModuleType:

@@ -11,39 +11,32 @@ from tortoise.exceptions import BaseORMException
 
 from daycare.storage.db import sqlite
 from daycare.storage.db.database import Database, database_failure, database_writable_check
-from daycare.storage.migrations.adoption import adoption_check, daycare_file_check, versions_unknown
+from daycare.storage.migrations.adoption import adoption_check, daycare_file_check
 from daycare.storage.migrations.baseline_v1 import legacy_steps_missing
 from daycare.storage.migrations.executor import migration_apply
 from daycare.storage.migrations.inspection import FileKind, FileState, file_inspect
 from daycare.storage.migrations.legacy.catch_up import legacy_catch_up
 from daycare.storage.migrations.legacy.context import LegacySkips
-from daycare.storage.migrations.loader import MigrationFile, migrations_load
+from daycare.storage.migrations.loader import MigrationFile, migration_versions, migrations_load
 from daycare.storage.migrations.progress import Progress, ProgressLog
 from daycare.storage.migrations.schema_check import TableIssues, database_schema_check
+from daycare.storage.migrations.status import VersionsCompared, versions_compare
 
 log = logging.getLogger("daycare.storage")
 
 
 @dataclass(frozen=True)
-class DatabaseStatus:
-    """What a file is and which migrations it has and lacks.
-
-    `unknown` holds the migrations the file records that this version does not have (a newer
-    Daycare applied them); `pending` then says nothing about what that newer version would apply.
-    """
+class DatabaseStatus(VersionsCompared):
+    """What a file is, and which migrations it records and lacks (`VersionsCompared`)."""
 
     state: FileState
-    applied: tuple[str, ...]
-    pending: tuple[str, ...]
-    unknown: tuple[str, ...] = ()
 
 
 async def database_status(db: Database) -> DatabaseStatus:
     """Reads the file's kind and its applied and pending migrations, changing nothing."""
     state = await file_inspect(db.connection())
-    migrations = migrations_load(dialect=db.dialect)
-    pending = tuple(migration.version for migration in migrations if migration.version not in state.versions)
-    return DatabaseStatus(state, state.versions, pending, versions_unknown(state, migrations))
+    compared = versions_compare(state.versions, migration_versions(db.dialect))
+    return DatabaseStatus(compared.applied, compared.pending, compared.unknown, state)
 
 
 class CheckOutcome(enum.Enum):

@@ -32,7 +32,8 @@ from pathlib import Path
 from tortoise.exceptions import BaseORMException
 
 from daycare.storage.db import sqlite
-from daycare.storage.db.database import Database, DatabaseLocation, database_close, database_location, database_open
+from daycare.storage.db.database import Database, database_close, database_open
+from daycare.storage.db.location import DatabaseLocation, database_location
 from daycare.storage.db.files import COMPANIONS, companion, durable_rename, file_sync, folder_sync, regular_file
 from daycare.storage.db.lock import database_lock
 from daycare.storage.errors import StorageError

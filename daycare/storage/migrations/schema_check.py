@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.storage.db import postgres
-from daycare.storage.db.database import MEMORY, Database, database_close, database_open
-from daycare.storage.db.dialect import POSTGRES, SQLITE, dialect_of
+from daycare.storage.db.database import Database, database_close, database_open
+from daycare.storage.db.dialect import dialect_of
+from daycare.storage.db.location import MEMORY, POSTGRES, SQLITE
 from daycare.storage.migrations.baseline_v1 import legacy_drift, schema_tolerant_compare
 from daycare.storage.migrations.catalog import (
     CatalogText,

@@ -17,7 +17,7 @@ HOLDER = """
 import asyncio
 import sys
 from pathlib import Path
-from daycare.storage.db.database import database_location
+from daycare.storage.db.location import database_location
 from daycare.storage.db.lock import database_lock_try, postgres_lock_try
 
 async def postgres_hold(url, purpose):

@@ -19,7 +19,7 @@ import pytest
 
 from daycare.config import Config, config_load
 from daycare.engine.engine import LEADER_SERVICES, SCHEDULERS, Engine
-from daycare.storage.db.database import database_location
+from daycare.storage.db.location import database_location
 from daycare.storage.db.lock import UPGRADE, DatabaseInUse, database_lock_wait
 from daycare.storage.errors import StorageError
 from daycare.storage.repositories.context import Context

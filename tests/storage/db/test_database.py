@@ -18,10 +18,10 @@ from daycare.storage.db.database import (
     DatabaseNotWritable,
     DiskFull,
     database_close,
-    database_location,
     database_open,
     database_writable_check,
 )
+from daycare.storage.db.location import database_location
 from daycare.storage.errors import StorageError
 from daycare.storage.migrations.migrate import database_migrate
 from tests.conftest import legacy_path

@@ -24,8 +24,9 @@ import pytest
 from tortoise.exceptions import IntegrityError, OperationalError
 
 from daycare.storage.db.backend import DaycareSqliteClient
-from daycare.storage.db.database import Database, database_close, database_location, database_open
+from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.db.group_commit import StatementKind, statement_kind
+from daycare.storage.db.location import database_location
 from daycare.storage.errors import StorageError
 from daycare.storage.facade import Storage
 from daycare.storage.migrations.migrate import database_migrate

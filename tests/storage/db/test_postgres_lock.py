@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daycare.storage.db.database import database_location
+from daycare.storage.db.location import database_location
 from daycare.storage.db.lock import (
     ENGINE,
     LOCK_CLASS,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from daycare.storage.db.database import Database, database_close, database_open
-from daycare.storage.db.dialect import POSTGRES
+from daycare.storage.db.location import POSTGRES
 from daycare.storage.migrations.catalog import schema_describe, schema_report
 from daycare.storage.migrations.loader import migrations_load
 from daycare.storage.migrations.schema_check import schema_tolerant_compare

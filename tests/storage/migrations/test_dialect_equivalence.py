@@ -34,7 +34,7 @@ from tortoise.fields import BooleanField
 
 from daycare.schema import __models__
 from daycare.storage.db.database import Database, database_close, database_open
-from daycare.storage.db.dialect import POSTGRES, SQLITE
+from daycare.storage.db.location import POSTGRES, SQLITE
 from daycare.storage.db.postgres import IDENTITY_DEFAULTS, INSERTION_ORDER, TYPE_EQUIVALENTS
 from daycare.storage.db.statements import Statement, slot
 from daycare.storage.migrations.baseline_v1 import OWNER_DEFAULTS

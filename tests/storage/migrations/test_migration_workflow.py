@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from daycare.storage.db.dialect import POSTGRES
+from daycare.storage.db.location import POSTGRES
 from daycare.storage.migrations.loader import migrations_load
 from tests.conftest import ROOT, legacy_path
 from tests.engine_process import engine_start_stop

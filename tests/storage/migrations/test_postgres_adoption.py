@@ -24,7 +24,7 @@ import pytest
 from tortoise.exceptions import OperationalError
 
 from daycare.storage.db.database import Database, database_close, database_open
-from daycare.storage.db.dialect import POSTGRES, SQLITE
+from daycare.storage.db.location import POSTGRES, SQLITE
 from daycare.storage.errors import DatabaseRefused
 from daycare.storage.migrations.executor import migration_apply
 from daycare.storage.migrations.inspection import FileKind

@@ -13,7 +13,8 @@ from types import ModuleType
 
 import pytest
 
-from daycare.storage.db.database import Database, database_close, database_location, database_open
+from daycare.storage.db.database import Database, database_close, database_open
+from daycare.storage.db.location import database_location
 from daycare.storage.errors import StorageError
 from daycare.storage.migrations import backup as backup_module
 from daycare.storage.migrations.backup import PARTIAL, pg_dump_find, postgres_backup

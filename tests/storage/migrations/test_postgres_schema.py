@@ -15,7 +15,7 @@ import pytest
 
 from daycare.storage.db import postgres, sqlite
 from daycare.storage.db.database import database_close, database_open
-from daycare.storage.db.dialect import POSTGRES, SQLITE
+from daycare.storage.db.location import POSTGRES, SQLITE
 from daycare.storage.errors import DatabaseRefused
 from daycare.storage.migrations.adoption import adoption_check
 from daycare.storage.migrations.catalog import schema_describe, schema_report
