@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from daycare.storage.db import database as database_module
 from daycare.storage.db.database import Database, database_close, database_open
 from daycare.storage.facade import Storage
+from daycare.storage.migrations.expected_cache import CACHE_VARIABLE
 from daycare.storage.migrations.migrate import database_migrate
 
 pytest_plugins = ["tests.postgres_server"]  # finds the PostgreSQL server once per session
@@ -26,13 +28,28 @@ BACKENDS = {"yielding": "tests.storage.yielding_backend"}
 DATABASES = ["sqlite"] if os.environ.get("DAYCARE_TEST_BACKEND") == "yielding" else ["sqlite", "postgres"]
 
 
+_CACHE_FOLDER: str | None = None  # the session's own cache folder, removed at its end
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """`DAYCARE_TEST_BACKEND=yielding` runs the databases the tests open on the yielding test backend."""
+    """`DAYCARE_TEST_BACKEND=yielding` runs the databases the tests open on the yielding test backend.
+
+    The expected-schema cache of the session (and of the processes it starts) lives in a folder of its
+    own: tests never write to the user's ~/.cache, and each session starts with an empty cache.
+    """
+    global _CACHE_FOLDER
+    if CACHE_VARIABLE not in os.environ:
+        _CACHE_FOLDER = os.environ[CACHE_VARIABLE] = tempfile.mkdtemp(prefix="daycare-test-cache-")
     name = os.environ.get("DAYCARE_TEST_BACKEND", "")
     if name:
         if name not in BACKENDS:
             raise pytest.UsageError(f"DAYCARE_TEST_BACKEND={name!r}: expected one of {sorted(BACKENDS)}")
         database_module.BACKEND = BACKENDS[name]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_FOLDER is not None:
+        shutil.rmtree(_CACHE_FOLDER, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -26,6 +26,17 @@ def file_query(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple
         connection.close()
 
 
+def file_execute(path: Path, *statements: str) -> None:
+    """Runs statements on a file and commits them, as another program writing to it would."""
+    connection = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            connection.execute(statement)
+        connection.commit()
+    finally:
+        connection.close()
+
+
 def file_master(path: Path, masked: bool = True) -> dict[str, str]:
     """`name -> sql` of every schema object with SQL, the Aerich table excluded."""
     rows = file_query(path, "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name != 'aerich'")

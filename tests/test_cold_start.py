@@ -41,9 +41,12 @@ def loaded(module: str, modules: list[str]) -> bool:
     return any(name == module or name.startswith(module + ".") for name in modules)
 
 
-def python_run(code: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    """Runs `code` in a fresh interpreter, without DAYCARE_DB_URL and DAYCARE_HOME."""
+def python_run(
+    code: str, *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs `code` in a fresh interpreter, without DAYCARE_DB_URL and DAYCARE_HOME, plus `env`."""
     environment = {key: value for key, value in os.environ.items() if key not in ("DAYCARE_DB_URL", "DAYCARE_HOME")}
+    environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         capture_output=True,

@@ -81,11 +81,12 @@ else:
 def boot_time_read() -> int | None:
     """The OS boot time in Unix ms, from `btime` in /proc/stat; None where there is no such file."""
     try:
-        with open("/proc/stat", encoding="ascii") as stat:
-            for line in stat:
-                if line.startswith("btime "):
-                    seconds = int(line[6:].strip())
-                    return seconds * 1000 if seconds > 0 else None
+        with open("/proc/stat", "rb") as stat:  # bytes: no text decoder (nor the ascii codec's import) to set up
+            lines = stat.read().splitlines()
+        for line in lines:
+            if line.startswith(b"btime "):
+                seconds = int(line[6:].strip())
+                return seconds * 1000 if seconds > 0 else None
     except (OSError, ValueError):
         return None
     return None

@@ -248,7 +248,8 @@ class Processes:
 
     async def start(self) -> None:
         """Loads every stored process, clears pids of an earlier boot, settles each record, starts the monitor."""
-        await asyncio.to_thread(self._records_dir.mkdir, parents=True, exist_ok=True)
+        # One mkdir, on the loop: the first `to_thread` of a process would start the default executor's thread.
+        self._records_dir.mkdir(parents=True, exist_ok=True)
         self._boot_time_ms = self._boot_time_reader()
         async with self._lock:
             self._records.clear()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 
-import coolname
-
 from daycare.storage.cuid import CuidGenerator
 
 _cuid_generator = CuidGenerator()
@@ -18,5 +16,7 @@ def cuid_create() -> str:
 
 def nametag_generate() -> str:
     """A random adjective and animal joined, then three digits (100-999), like the legacy nametags."""
+    import coolname  # its word lists load only when a nametag is made, not on every start
+
     adjective, noun = coolname.generate(2)
     return f"{adjective}{noun}{random.randint(100, 999)}"

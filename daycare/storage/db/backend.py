@@ -252,6 +252,8 @@ def private_file_prepare(path: Path) -> None:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
+SQLITE_VERSION = sqlite3.sqlite_version  # the SQLite library's, e.g. 3.40.1: what the catalog's texts depend on
+
 # Pragmas that write into the file itself; a read-only connection leaves them as the file has them.
 _FILE_PRAGMAS = frozenset({"journal_mode", "auto_vacuum", "page_size", "user_version", "application_id"})
 

@@ -179,6 +179,29 @@ def upsert_statement(
     return Statement(build)
 
 
+def rows_statement(
+    model: type[Model], fields: Sequence[str], *, order: Sequence[str] = (), where: Sequence[str] = ()
+) -> Statement:
+    """The rows `model.filter(<where>=...).order_by(*order).values(*fields)` reads, as a Statement (the `where`
+    fields are its slots): its SQL is built once per dialect, not on every call as a queryset's is.
+
+    Only fields that Tortoise passes on as the driver returns them (text and integers; SQLite gives a
+    BooleanField as 0 or 1, which `values()` turns into a bool).
+    """
+    kinds = {name: model._meta.fields_map[name].field_type for name in fields}
+    if any(kind not in (str, int) for kind in kinds.values()):
+        raise TypeError(f"rows_statement reads text and integer fields only, not {kinds}")
+
+    def build(query: type[Query]) -> QueryBuilder:
+        table = ModelTable(model)
+        select = query.from_(table.table).select(*table.columns(fields))
+        for name in where:
+            select = select.where(table[name] == slot(name))
+        return select.orderby(*(table[name] for name in order)) if order else select
+
+    return Statement(build)
+
+
 def locked_row_statement(model: type[Model], fields: Sequence[str], key: Sequence[str]) -> Statement:
     """SELECT of `fields` (each named as its field) of the row whose `key` fields equal the slots of their
     names, `FOR UPDATE`: the row stays locked until the transaction ends (PostgreSQL; SQLite has no FOR UPDATE)."""

@@ -9,7 +9,8 @@ tables of the extra legacy steps a file ran.
 The expected schema is what the applied migrations make of an empty database of the same
 dialect: an in-memory SQLite database, or on PostgreSQL the session's temporary schema on the
 same server, inside a transaction that is rolled back. It is built once per process (their
-hooks and SQL; the aerich rows, which are not schema, are left out). On SQLite a check reads
+hooks and SQL; the aerich rows, which are not schema, are left out); on SQLite once per machine,
+as `expected_cache` keeps it on disk for the next processes. On SQLite a check reads
 each table's catalog text first (one query) and describes, on both sides, only the tables whose
 text differs from the expected one's: SQLite derives a table's description from that text.
 """
@@ -23,8 +24,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.storage.db import postgres
 from daycare.storage.db.database import Database, database_close, database_open
-from daycare.storage.db.dialect import dialect_of
 from daycare.storage.db.location import MEMORY, POSTGRES, SQLITE
+from daycare.storage.db.dialect import dialect_of
 from daycare.storage.migrations.baseline_v1 import legacy_drift, schema_tolerant_compare
 from daycare.storage.migrations.catalog import (
     CatalogText,
@@ -35,6 +36,7 @@ from daycare.storage.migrations.catalog import (
     schema_report,
 )
 from daycare.storage.migrations.executor import migration_run
+from daycare.storage.migrations.expected_cache import cache_key, expected_cache_read, expected_cache_write
 from daycare.storage.migrations.inspection import FileKind, file_inspect
 from daycare.storage.migrations.loader import MigrationFile, migrations_load
 
@@ -89,7 +91,8 @@ async def _expected_read(
     versions: tuple[str, ...], conn: BaseDBAsyncClient | None, actual: dict[str, CatalogText] | None
 ) -> _Expected:
     """What applying `versions` to an empty database gives, with at least the tables whose text differs from
-    `actual`'s described (all of them when `actual` is None); built once per process, dialect and versions."""
+    `actual`'s described (all of them when `actual` is None); built once per process, dialect and versions,
+    and on SQLite taken from `expected_cache` (every table described) when another process built it."""
     dialect = SQLITE if conn is None else dialect_of(conn)
     # PostgreSQL prints defaults and predicates in its own words, which a server of another version may change.
     server = await postgres.server_version(conn) if conn is not None and dialect == POSTGRES else ""
@@ -105,6 +108,12 @@ async def _expected_read(
     if conn is not None and dialect == POSTGRES:
         _expected_cache[key] = await _postgres_expected(conn, [by_version[version] for version in versions])
         return _expected_cache[key]
+    # Another process may have built it already: the disk cache holds every table described.
+    disk_key = cache_key([by_version[version] for version in versions]) if cached is None else None
+    stored = expected_cache_read(disk_key) if disk_key is not None else None
+    if stored is not None:
+        _expected_cache[key] = _Expected(*stored)
+        return _expected_cache[key]
     scratch = await database_open(MEMORY, querysets=False)  # the migrations run SQL and statements only
     try:
         for version in versions:
@@ -115,10 +124,15 @@ async def _expected_read(
         assert texts is not None
         wanted = _texts_differ(texts, actual)
         # Each check describes on the scratch only the tables it compares; what earlier checks described stays.
-        only = None if wanted is None else (wanted & texts.keys()) | (cached.tables.keys() if cached else set())
+        # An entry for the disk cache needs them all.
+        only = None if wanted is None or disk_key is not None else wanted & texts.keys()
+        if only is not None and cached is not None:
+            only |= cached.tables.keys()
         _expected_cache[key] = _Expected(texts, await schema_describe(scratch.connection(), only))
     finally:
         await database_close(scratch)
+    if disk_key is not None:
+        expected_cache_write(disk_key, texts, _expected_cache[key].tables)
     return _expected_cache[key]
 
 

@@ -85,8 +85,11 @@ class Repository(Generic[R]):
         """Raises ValueError or TypeError, naming the field, for a record the table must not hold."""
         record_check(record, self.entity)
 
-    async def _read(self, query: QuerySet[Any]) -> list[R]:
-        """The records of the rows `query` selects (its ordering and limit apply)."""
+    async def _read(self, query: QuerySet[Any] | Statement) -> list[R]:
+        """The records of the rows `query` selects (its ordering and limit apply): a queryset, or a
+        `rows_statement` of `fields` that takes no values."""
+        if isinstance(query, Statement):
+            return self._records(await query.rows(self._conn()))
         return self._records(await query.values(*self.fields))
 
     async def _read_first(self, query: QuerySet[Any]) -> R | None:
@@ -209,7 +212,7 @@ class CachedRepository(Repository[R], Generic[K, R]):
                 load.store([(key, record)])
         return record
 
-    async def _read_cached(self, query: QuerySet[Any], *, complete: bool = False) -> list[R]:
+    async def _read_cached(self, query: QuerySet[Any] | Statement, *, complete: bool = False) -> list[R]:
         """Reads records and caches them; `complete` says `query` selects every row of the table."""
         with self._cache.loading() as load:
             records = await self._read(query)

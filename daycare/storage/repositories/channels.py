@@ -14,7 +14,7 @@ from pypika_tortoise.queries import Query, QueryBuilder
 
 from daycare.schema import Channel, ChannelMember
 from daycare.storage.db.database import Database
-from daycare.storage.db.statements import ModelTable, Statement, returning, slot
+from daycare.storage.db.statements import ModelTable, Statement, returning, rows_statement, slot
 from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
 from daycare.storage.repositories.record_checks import (
@@ -80,6 +80,7 @@ def _member_upsert(query: type[Query]) -> QueryBuilder:
 
 
 _MEMBER_UPSERT = Statement(_member_upsert)
+_EVERY_CHANNEL = rows_statement(Channel, CHANNEL_FIELDS, order=_ORDER)  # read at every engine start
 
 
 def _member_read(row: Mapping[str, Any]) -> ChannelMemberRecord:
@@ -142,7 +143,7 @@ class ChannelsRepository(CachedRepository[str, ChannelRecord]):
         """Every channel, oldest first; the first call loads them all and replaces the cache."""
         if self._cache.all_loaded:
             return sorted(self._cache.records.values(), key=_order)
-        records = await self._read_cached(self._query().order_by(*_ORDER), complete=True)
+        records = await self._read_cached(_EVERY_CHANNEL, complete=True)
         self._id_by_name = {record.name: record.id for record in records}
         return records
 

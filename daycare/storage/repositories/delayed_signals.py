@@ -19,6 +19,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from daycare.schema import DelayedSignal
 from daycare.storage.db.database import Database
 from daycare.storage.db.dialect import transaction_lock
+from daycare.storage.db.statements import rows_statement
 from daycare.storage.json_values import frozen, json_encode
 from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
@@ -32,6 +33,7 @@ from daycare.storage.repositories.signal_events import (
 
 DELAYED_FIELDS = ("id", "user_id", "type", "deliver_at", "source", "data", "repeat_key", "created_at", "updated_at")
 _ORDER = ("deliver_at", "id")
+_EVERY_SIGNAL = rows_statement(DelayedSignal, DELAYED_FIELDS, order=_ORDER)  # read at every engine start
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,7 @@ class DelayedSignalsRepository(CachedRepository[str, DelayedSignalRecord]):
         """Every signal, earliest first; the first call loads them all into the cache."""
         if self._cache.all_loaded:
             return sorted(self._cache.records.values(), key=_order)
-        return await self._read_cached(self._query().order_by(*_ORDER), complete=True)
+        return await self._read_cached(_EVERY_SIGNAL, complete=True)
 
     async def delete(self, id: str) -> bool:
         """Deletes one signal; whether there was one."""

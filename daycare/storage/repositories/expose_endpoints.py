@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
 from daycare.schema import ExposeEndpoint
+from daycare.storage.db.statements import rows_statement
 from daycare.storage.json_values import FrozenDict, frozen, json_encode
 from daycare.storage.repositories.base import CachedRepository
 from daycare.storage.repositories.context import Context
@@ -21,6 +22,7 @@ from daycare.storage.repositories.lenient_json import json_decode_or
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+")
 _TARGET_FALLBACK = FrozenDict(type="port", port=80)
 EXPOSE_FIELDS = ("id", "user_id", "target", "provider", "domain", "mode", "auth", "created_at", "updated_at")
+_EVERY_ENDPOINT = rows_statement(ExposeEndpoint, EXPOSE_FIELDS, order=("created_at", "id"))  # read at engine start
 
 
 def expose_domain_normalize(domain: str) -> str:
@@ -160,7 +162,7 @@ class ExposeEndpointsRepository(CachedRepository[str, ExposeEndpointRecord]):
         """Every endpoint, oldest first; the first call caches them all."""
         if self._cache.all_loaded:
             return sorted(self._cache.records.values(), key=_order)
-        return await self._read_cached(self._query().order_by("created_at", "id"), complete=True)
+        return await self._read_cached(_EVERY_ENDPOINT, complete=True)
 
     async def update(self, id: str, /, **changes: Unpack[ExposeEndpointChanges]) -> None:
         """Merges `changes` and writes the whole row.

@@ -16,7 +16,7 @@ from typing import Any
 from pypika_tortoise.queries import Query, QueryBuilder, Table
 
 from daycare.schema import TriggerRun
-from daycare.storage.db.statements import ModelTable, Statement, returning, slot
+from daycare.storage.db.statements import ModelTable, Statement, returning, rows_statement, slot
 from daycare.storage.repositories.base import Repository
 
 RUN_FIELDS = ("id", "occurrence_at", "claimed_at", "engine")
@@ -56,6 +56,9 @@ def _claim(query: type[Query]) -> QueryBuilder:
 
 
 _CLAIM = Statement(_claim)
+# Both read at every engine start.
+_RUN_BY_ID = rows_statement(TriggerRun, RUN_FIELDS, where=("id",))
+_EVERY_RUN = rows_statement(TriggerRun, RUN_FIELDS, order=("id",))
 
 
 class TriggerRunsRepository(Repository[TriggerRunRecord]):
@@ -69,10 +72,11 @@ class TriggerRunsRepository(Repository[TriggerRunRecord]):
         return TriggerRunRecord(row["id"], row["occurrence_at"], row["claimed_at"], row["engine"])
 
     async def find_by_id(self, id: str) -> TriggerRunRecord | None:
-        return await self._read_first(self._query(id=id))
+        rows = await _RUN_BY_ID.rows(self._conn(), id=id)
+        return self._record(rows[0]) if rows else None
 
     async def find_all(self) -> list[TriggerRunRecord]:
-        return await self._read(self._query().order_by("id"))
+        return await self._read(_EVERY_RUN)
 
     async def claim(self, id: str, occurrence_at: int, *, claimed_at: int, engine: str) -> bool:
         """Claims the occurrence unless it, or a later one, is claimed already; whether this call claimed it."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
 from pypika_tortoise.queries import Query, QueryBuilder
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 
@@ -128,6 +129,10 @@ def _user_by_id(query: type[Query]) -> QueryBuilder:
     return _user_select(query).where(ModelTable(User)["id"] == slot("id")).limit(1)
 
 
+def _owner(query: type[Query]) -> QueryBuilder:
+    return _user_select(query).where(ModelTable(User)["is_owner"] == slot("is_owner")).limit(1)
+
+
 def _keys_by_user(query: type[Query]) -> QueryBuilder:
     keys = ModelTable(UserConnectorKey)
     return (
@@ -171,6 +176,7 @@ def _key_insert(query: type[Query]) -> QueryBuilder:
 
 
 _USER_BY_ID = Statement(_user_by_id)
+_OWNER = Statement(_owner)
 _KEYS_BY_USER = Statement(_keys_by_user)
 _USER_ID_BY_KEY = Statement(_user_id_by_key)
 _USER_IDS_BY_SPELLINGS = Statement(_user_ids_by_spellings)
@@ -286,14 +292,22 @@ class UsersRepository(CachedRepository[str, UserRecord]):
         return _users_sort(records)
 
     async def find_owner(self) -> UserRecord | None:
-        """The owner (one indexed query on a cache miss)."""
+        """The owner (on a cache miss, one indexed query for its row, one for its keys); None for an unreadable row."""
         for record in self._cache.records.values():
             if record.is_owner:
                 return record
         if self._cache.all_loaded:
             return None
-        user_id = await self._query(is_owner=True).first().values_list("id", flat=True)
-        return await self.find_by_id(str(user_id).strip()) if user_id else None
+        with self._cache.loading() as load:
+            conn = self._conn()
+            rows = await _OWNER.rows(conn, is_owner=True)
+            if not rows:
+                return None
+            loaded = await self._user_with_keys(conn, rows[0])
+            if loaded is not None:
+                load.store([(loaded.id, loaded)])
+                self._lookups_add(loaded)
+        return loaded
 
     async def owner_row_exists(self) -> bool:
         """Whether the table holds an owner row at all, readable or not (one indexed query)."""
@@ -440,10 +454,12 @@ class UsersRepository(CachedRepository[str, UserRecord]):
         """The user's row and keys, bypassing the cache; `lock` (PostgreSQL, in a transaction) locks the row."""
         conn = self._conn()
         rows = await (self._locked_read if lock else _USER_BY_ID).rows(conn, id=id)
-        if not rows:
-            return None
-        keys = await _KEYS_BY_USER.rows(conn, user_id=id)
-        return self._user_of(rows[0], records_read(keys, _key_read, self._keys_skipped))
+        return await self._user_with_keys(conn, rows[0]) if rows else None
+
+    async def _user_with_keys(self, conn: BaseDBAsyncClient, row: Mapping[str, Any]) -> UserRecord | None:
+        """The checked user of a row, its keys read; None (logged once) when the row cannot be read."""
+        keys = await _KEYS_BY_USER.rows(conn, user_id=row["id"])
+        return self._user_of(row, records_read(keys, _key_read, self._keys_skipped))
 
     def _user_of(self, row: Mapping[str, Any], keys: Sequence[ConnectorKeyRecord]) -> UserRecord | None:
         """The checked user of a row with its keys; None (logged once) when the row cannot be read."""

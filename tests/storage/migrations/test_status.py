@@ -19,7 +19,7 @@ import pytest
 from daycare.storage.migrations.loader import migration_versions
 from daycare.storage.migrations.status import status_quick_read, versions_compare
 from tests.conftest import legacy_path
-from tests.sqlite_files import file_sha256
+from tests.sqlite_files import file_execute, file_sha256
 from tests.storage.migrations.migrated import VERSIONS
 from tests.test_cold_start import command_run, loaded, python_run, up_to_date_file
 
@@ -43,14 +43,6 @@ def both_paths(*args: str) -> tuple[tuple[int, str, str], tuple[int, str, str], 
     return outcome(quick), outcome(python_run(FULL_PATH, *args)), modules
 
 
-def execute(path: Path, *statements: str) -> None:
-    connection = sqlite3.connect(path)
-    for statement in statements:
-        connection.execute(statement)
-    connection.commit()
-    connection.close()
-
-
 @pytest.fixture(scope="module")
 def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return up_to_date_file(tmp_path_factory.mktemp("migrated"))
@@ -67,12 +59,12 @@ def migrated_copy(migrated: Path, tmp_path: Path) -> Path:
 # What each case does to an up-to-date copy before `db status` reads it.
 UNDER_AERICH: dict[str, Callable[[Path], None]] = {
     "up to date": lambda path: None,
-    "one migration pending": lambda path: execute(path, f"DELETE FROM aerich WHERE version = '{VERSIONS[-1]}'"),
-    "migrated by a newer Daycare": lambda path: execute(
+    "one migration pending": lambda path: file_execute(path, f"DELETE FROM aerich WHERE version = '{VERSIONS[-1]}'"),
+    "migrated by a newer Daycare": lambda path: file_execute(
         path, f"INSERT INTO aerich (version, app, content) VALUES ('{FUTURE}', 'models', '{{}}')"
     ),
     "readable by others": lambda path: path.chmod(0o644),
-    "another app's rows beside ours": lambda path: execute(
+    "another app's rows beside ours": lambda path: file_execute(
         path, "INSERT INTO aerich (version, app, content) VALUES ('0_x.py', 'other', '{}')"
     ),
 }
@@ -107,11 +99,11 @@ def not_sqlite(path: Path) -> None:
 
 
 def foreign(path: Path) -> None:
-    execute(path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    file_execute(path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
 
 
 def other_apps_aerich(path: Path) -> None:
-    execute(
+    file_execute(
         path,
         "CREATE TABLE aerich (id INTEGER PRIMARY KEY, version TEXT, app TEXT, content TEXT)",
         "INSERT INTO aerich (version, app, content) VALUES ('0_x.py', 'other', '{}')",
@@ -147,7 +139,7 @@ def test_the_full_path_answers_every_other_file_with_its_own_messages(tmp_path: 
 
 
 def test_a_file_another_connection_locks_is_left_to_the_full_path_without_waiting(migrated_copy: Path) -> None:
-    execute(migrated_copy, "PRAGMA journal_mode=DELETE")  # in WAL a reader is never blocked
+    file_execute(migrated_copy, "PRAGMA journal_mode=DELETE")  # in WAL a reader is never blocked
     holder = sqlite3.connect(migrated_copy, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
