@@ -23,9 +23,7 @@ if TYPE_CHECKING:
     from daycare.storage.db.database import Database
     from daycare.storage.db.location import DatabaseLocation
     from daycare.storage.migrations.inspection import FileState
-    from daycare.storage.migrations.status import VersionsCompared
 
-UNDER_AERICH = "under Aerich"  # db status: a file that records migrations
 EXIT_OLDER_LEGACY = 3  # db check: a legacy file that stopped part-way; daycare upgrade will bring it up to date
 EXIT_UNREADABLE_ROWS = 4  # db check --data: rows that cannot be read (the engine skips them)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -216,7 +214,7 @@ def _state_text(state: FileState) -> str:
     if state.kind is FileKind.FOREIGN:
         return "not a Daycare file"
     if state.kind is FileKind.AERICH:
-        return UNDER_AERICH
+        return "under Aerich"
     recorded = len(LEGACY_STEPS) - len(state.legacy_missing)
     text = f"legacy, not yet under Aerich ({recorded} of {len(LEGACY_STEPS)} legacy steps recorded"
     if state.legacy_missing:
@@ -234,35 +232,8 @@ async def command_status(config: Config, args: argparse.Namespace) -> int:
         engines = await _engines_text(db)
     finally:
         await database_close(db)
-    _status_print(config, db.location.display, _state_text(status.state), status, engines)
-    return 0
-
-
-def command_status_quick(args: argparse.Namespace) -> int | None:
-    """`db status` of a SQLite file under Aerich, without the ORM or an event loop; None when `command_status`
-    must answer (see `daycare.storage.migrations.status`)."""
-    from daycare.config import config_load
-    from daycare.storage.db.location import database_location
-    from daycare.storage.migrations.loader import migration_versions
-    from daycare.storage.migrations.status import status_quick_read
-
-    try:
-        config = config_load(db=args.db, settings=args.settings)
-        location = database_location(config.db_location)
-        if location.path is None:
-            return None
-        status = status_quick_read(location.path, migration_versions())
-    except StorageError:
-        return None  # the full command reports it
-    if status is None:
-        return None
-    _status_print(config, location.display, UNDER_AERICH, status, [])
-    return 0
-
-
-def _status_print(config: Config, where: str, state: str, status: VersionsCompared, engines: list[str]) -> None:
-    print(f"Database: {where} (from {config.source})")
-    print(f"State:    {state}")
+    print(f"Database: {db.location.display} (from {config.source})")
+    print(f"State:    {_state_text(status.state)}")
     print(f"Applied:  {', '.join(status.applied) or 'none'}")
     if status.unknown:
         print(f"Unknown:  {', '.join(status.unknown)} (applied by a newer Daycare)")
@@ -271,6 +242,7 @@ def _status_print(config: Config, where: str, state: str, status: VersionsCompar
         print(f"Pending:  {', '.join(status.pending) or 'none'}")
     for line in engines:
         print(line)
+    return 0
 
 
 async def _engines_text(db: Database) -> list[str]:
@@ -446,38 +418,10 @@ def command_load(argv: Sequence[str] | None = None) -> Callable[[], int]:
 
     `--help`, `--version` and wrong arguments exit while parsing, before any of the storage stack
     is imported. `daycare.__main__` calls this inside its guard against Ctrl-C while loading.
-    `db status` loads the stack only when its quick path cannot answer (`command_status_quick`).
     """
     args = parser_build().parse_args(argv)
-    if (args.command, getattr(args, "db_command", None)) == ("db", "status"):
-
-        def status_run() -> int:
-            """Most files are under Aerich: their status is read without loading the ORM (about 200 ms)."""
-            _logging_setup()
-            try:
-                quick = command_status_quick(args)
-                if quick is not None:
-                    return quick
-                run = _command_full_load(args)
-            except KeyboardInterrupt:  # nothing was opened: status reads only
-                print("daycare: interrupted.", file=sys.stderr)
-                return EXIT_INTERRUPTED
-            return run()
-
-        return status_run
-    return _command_full_load(args)
-
-
-def _logging_setup() -> None:
-    """Log lines go to stderr with a timestamp."""
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-
-
-def _command_full_load(args: argparse.Namespace) -> Callable[[], int]:
-    """Imports what the commands run on (the storage stack); returns the call that runs the command of `args`."""
     import asyncio
+    import logging
 
     from tortoise.exceptions import BaseORMException
 
@@ -490,7 +434,7 @@ def _command_full_load(args: argparse.Namespace) -> Callable[[], int]:
         path = None
         location = None
         try:
-            _logging_setup()
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
             config = config_load(db=args.db, settings=args.settings)
             location = database_location(config.db_location)
             path = location.path

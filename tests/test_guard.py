@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "daycare"
-BACKEND = PACKAGE / "storage" / "db" / "backend.py"  # the Tortoise backend: where the driver lives
-READER = PACKAGE / "storage" / "db" / "sqlite_reader.py"  # and the read-only reader of the ORM-free `db status`
+BACKEND = PACKAGE / "storage" / "db" / "backend.py"  # the Tortoise backend: the one place the driver lives
 DRIVERS = {"sqlite3", "aiosqlite"}
 
 
@@ -22,14 +21,14 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_only_the_backend_and_the_read_only_reader_import_a_sqlite_driver() -> None:
+def test_only_the_backend_imports_a_sqlite_driver() -> None:
     offenders = [
         str(path.relative_to(PACKAGE.parent))
         for path in PACKAGE.rglob("*.py")
-        if path not in (BACKEND, READER) and imported_modules(path) & DRIVERS
+        if path != BACKEND and imported_modules(path) & DRIVERS
     ]
     assert offenders == []
-    assert imported_modules(BACKEND) & DRIVERS == imported_modules(READER) & DRIVERS == {"sqlite3"}
+    assert imported_modules(BACKEND) & DRIVERS == {"sqlite3"}
 
 
 def test_nothing_generates_schemas() -> None:

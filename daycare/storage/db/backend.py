@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from itertools import count
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 from pypika_tortoise.dialects import SQLLiteQuery
 from tortoise.backends.base.client import (
@@ -58,7 +59,6 @@ from tortoise.exceptions import (
     TransactionManagementError,
 )
 
-from daycare.storage.db import sqlite
 from daycare.storage.db.group_commit import (
     GROUP_COMMIT,
     CommitGroup,
@@ -258,6 +258,13 @@ SQLITE_VERSION = sqlite3.sqlite_version  # the SQLite library's, e.g. 3.40.1: wh
 _FILE_PRAGMAS = frozenset({"journal_mode", "auto_vacuum", "page_size", "user_version", "application_id"})
 
 
+def read_only_uri(filename: str) -> str:
+    """The `file:` URI that opens `filename` read-only: SQLite then never creates, writes or converts the file."""
+    if filename.startswith("file:"):
+        return filename + ("&" if "?" in filename else "?") + "mode=ro"
+    return f"file:{quote(str(Path(filename).absolute()))}?mode=ro"
+
+
 def _journal_mode_ensure(connection: sqlite3.Connection) -> None:
     """Switches a new, empty file to WAL, as the legacy code did on every open.
 
@@ -335,7 +342,7 @@ class DaycareSqliteClient(BaseDBAsyncClient):
         read_only = self.read_only and not self.is_memory
         if not self.is_memory and not self.filename.startswith("file:") and not read_only:
             private_file_prepare(Path(self.filename))
-        target = sqlite.read_only_uri(self.filename) if read_only else self.filename
+        target = read_only_uri(self.filename) if read_only else self.filename
         uri = target.startswith("file:")
         connection = _translated(
             lambda: sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri, timeout=0)

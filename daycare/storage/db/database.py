@@ -28,9 +28,9 @@ from daycare.storage.db.backend import UNBOUND, DaycareSqliteClient
 from daycare.storage.db.files import private_modes_ensure
 from daycare.storage.db.location import MEMORY, DatabaseLocation, database_location
 from daycare.storage.errors import DatabaseRefused, StorageError
-from daycare.storage.migrations.recorder import APP
 
 CONNECTION = "default"
+APP = "models"
 MODEL_MODULES = ["daycare.schema"]
 AERICH_MODELS = "aerich.models"  # Aerich's own model: the Aerich CLI needs it registered, Daycare never queries it
 BACKEND = "daycare.storage.db.backend"

@@ -7,17 +7,14 @@ SQL text that only one database understands lives in `daycare.storage.db.sqlite`
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from pypika_tortoise.dialects import PostgreSQLQuery, SQLLiteQuery
 from pypika_tortoise.queries import Query, Table
 from pypika_tortoise.terms import Term
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.storage.db import postgres, sqlite
 from daycare.storage.db.location import POSTGRES
-
-if TYPE_CHECKING:
-    from tortoise.backends.base.client import BaseDBAsyncClient
 
 
 def dialect_of(conn: BaseDBAsyncClient) -> str:

@@ -1,8 +1,8 @@
 """Where a database is: a SQLite file (or memory) or a PostgreSQL schema, parsed from a path or URL.
 
 A location's URL parameters are checked against URL_PARAMETERS (SQLite) or
-POSTGRES_URL_PARAMETERS (PostgreSQL). Nothing here opens a database, so a command that only
-needs to know where one is (`db status`'s quick path, the settings) loads no driver or ORM.
+POSTGRES_URL_PARAMETERS (PostgreSQL). Nothing here opens a database: the settings and the
+command line use it before (or without) loading the ORM.
 """
 
 from __future__ import annotations

@@ -11,15 +11,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pypika_tortoise.queries import Table
 from pypika_tortoise.terms import Field, Term
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.storage.db.sqlite import ColumnInfo, ForeignKeyInfo, IndexInfo
-
-if TYPE_CHECKING:
-    from tortoise.backends.base.client import BaseDBAsyncClient
 
 __all__ = ["ColumnInfo", "ForeignKeyInfo", "IndexInfo"]
 

@@ -9,15 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote
+from typing import Any, cast
 
 from pypika_tortoise.queries import Table
 from pypika_tortoise.terms import Field, Term
-
-if TYPE_CHECKING:
-    from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 
 def insertion_order(table: Table) -> Term:
@@ -84,20 +80,10 @@ def internal_table(name: str) -> bool:
     return name.startswith("sqlite_")
 
 
-TABLE_NAMES = "SELECT name FROM sqlite_master WHERE type = 'table'"
-
-
 async def table_names(conn: BaseDBAsyncClient) -> frozenset[str]:
     """Every table of the file, SQLite's own included."""
-    rows = await conn.execute_query_dict(TABLE_NAMES)
+    rows = await conn.execute_query_dict("SELECT name FROM sqlite_master WHERE type = 'table'")
     return frozenset(str(row["name"]) for row in rows)
-
-
-def read_only_uri(filename: str) -> str:
-    """The `file:` URI that opens `filename` read-only: SQLite then never creates, writes or converts the file."""
-    if filename.startswith("file:"):
-        return filename + ("&" if "?" in filename else "?") + "mode=ro"
-    return f"file:{quote(str(Path(filename).absolute()))}?mode=ro"
 
 
 @dataclass(frozen=True)

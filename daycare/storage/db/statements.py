@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from pypika_tortoise.context import SqlContext
 from pypika_tortoise.queries import Query, QueryBuilder, Table
 from pypika_tortoise.terms import Criterion, Field, Parameterizer, Term
-
-if TYPE_CHECKING:
-    from tortoise.backends.base.client import BaseDBAsyncClient
-    from tortoise.models import Model
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.models import Model
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +99,10 @@ class Statement:
 
     def compiled(self, conn: BaseDBAsyncClient) -> _Compiled:
         """The SQL text and parameter order for the dialect of `conn`."""
-        return self._compiled_for(conn.query_class)
-
-    def _compiled_for(self, query_class: type[Query]) -> _Compiled:
-        compiled = self._compiled.get(query_class)
+        compiled = self._compiled.get(conn.query_class)
         if compiled is None:
-            compiled = self._compile(query_class)
-            self._compiled[query_class] = compiled
+            compiled = self._compile(conn.query_class)
+            self._compiled[conn.query_class] = compiled
         return compiled
 
     def _compile(self, query_class: type[Query]) -> _Compiled:
@@ -119,8 +114,8 @@ class Statement:
         self._names = frozenset(name for name in names if name)
         return _Compiled(sql, names, constants)
 
-    def _values(self, query_class: type[Query], bound: Mapping[str, Any]) -> tuple[str, list[Any]]:
-        compiled = self._compiled_for(query_class)
+    def _values(self, conn: BaseDBAsyncClient, bound: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        compiled = self.compiled(conn)
         try:
             if len(bound) == len(self._names or ()):
                 return compiled.sql, compiled.values(bound)
@@ -130,17 +125,13 @@ class Statement:
 
     async def rows(self, conn: BaseDBAsyncClient, **bound: Any) -> Sequence[Any]:
         """Runs the statement and returns its rows (each readable by column name)."""
-        sql, values = self._values(conn.query_class, bound)
+        sql, values = self._values(conn, bound)
         _, rows = await conn.execute_query(sql, values)
         return rows
 
-    def sql(self, query_class: type[Query], **bound: Any) -> tuple[str, list[Any]]:
-        """The SQL text in `query_class`'s dialect and the values in parameter order, for a driver called directly."""
-        return self._values(query_class, bound)
-
     async def run(self, conn: BaseDBAsyncClient, **bound: Any) -> int:
         """Runs the statement and returns how many rows it changed."""
-        sql, values = self._values(conn.query_class, bound)
+        sql, values = self._values(conn, bound)
         changed, _ = await conn.execute_query(sql, values)
         return int(changed)
 

@@ -6,24 +6,18 @@ PostgreSQL: the chain's migration 0); every later file finds it there.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pypika_tortoise.queries import Table
 from pypika_tortoise.terms import Field
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from daycare.storage.db import postgres, sqlite
+from daycare.storage.db.database import APP
 from daycare.storage.db.dialect import dialect_of
 from daycare.storage.db.location import POSTGRES
 from daycare.storage.db.statements import Statement, slot
 from daycare.storage.migrations.loader import MigrationFile
 
-if TYPE_CHECKING:
-    from tortoise.backends.base.client import BaseDBAsyncClient
-
-    from daycare.storage.db.sqlite_reader import SqliteReader
-
 AERICH_TABLE = "aerich"
-APP = "models"  # the Tortoise app that holds the models: Aerich records versions per app
 
 
 # Statements built per dialect rather than Aerich's queryset and create(): Tortoise keeps a model's
@@ -62,13 +56,6 @@ async def versions_applied(conn: BaseDBAsyncClient, tables: frozenset[str] | Non
     if AERICH_TABLE not in (await catalog_table_names(conn) if tables is None else tables):
         return []
     return [str(row["version"]) for row in await _VERSIONS.rows(conn, app=APP)]
-
-
-def versions_applied_read(reader: SqliteReader) -> list[str]:
-    """`versions_applied` of a SQLite file through a plain read-only reader (the ORM-free `db status`)."""
-    if AERICH_TABLE not in reader.table_names():
-        return []
-    return [str(row[0]) for row in reader.rows(_VERSIONS, app=APP)]
 
 
 async def version_record(conn: BaseDBAsyncClient, migration: MigrationFile) -> None:
